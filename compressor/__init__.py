@@ -1,0 +1,1 @@
+"""Image compression for the catalogue: pure, process-pool friendly functions."""

@@ -1,0 +1,5 @@
+"""Settings and logging set-up shared by the API, the workers and the tools."""
+
+from config.settings import Settings, SettingsError, load_settings
+
+__all__ = ["Settings", "SettingsError", "load_settings"]

@@ -1,0 +1,385 @@
+"""One frozen dataclass of settings, loaded once from the environment and an optional `.env`.
+
+Every field names its environment variable, its parser and a line of help in its metadata, so the
+loader, the README table, `.env.example` and the docker-compose check all read one source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A variable has a bad value; the message names it and says what is wrong."""
+
+
+# -- parsers: raw string -> value, raising ValueError with a short reason -------------------------
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not low <= value <= high:  # also rejects NaN
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        return value
+
+    return parse
+
+
+def _optional_url(raw: str) -> str:
+    return _url("http", "https")(raw) if raw.strip() else ""
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+def _bootstrap_servers(raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers or not all(_HOST_PORT.match(s) for s in servers):
+        raise ValueError("must be a comma-separated list of host:port")
+    return ",".join(servers)
+
+
+def _topic(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
+        raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _storage_url(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    parts = urlsplit(value)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError("s3:// URL must name a bucket (s3://bucket/prefix)")
+        return value
+    if parts.scheme == "file":
+        if not parts.path.startswith("/"):
+            raise ValueError("file:// URL must hold an absolute path")
+        return value
+    if parts.scheme and len(parts.scheme) > 1:  # one letter would be a Windows drive
+        raise ValueError("must be file:///abs/path, a relative path or s3://bucket/prefix")
+    return value
+
+
+def _env_field(name: str, default: Any, parse: Callable[[str], Any], help: str) -> Any:
+    return field(default=default, metadata={"env": name, "parse": parse, "help": help})
+
+
+# -- the settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    postgres_url: str = _env_field(
+        "POSTGRES_URL",
+        "postgresql://catalogue@127.0.0.1:5432/catalogue",
+        _url("postgresql", "postgres"),
+        "PostgreSQL connection URL.",
+    )
+    redis_url: str = _env_field(
+        "REDIS_URL", "redis://127.0.0.1:6379/0", _url("redis", "rediss", "unix"), "Redis URL."
+    )
+    kafka_bootstrap_servers: str = _env_field(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "127.0.0.1:9092",
+        _bootstrap_servers,
+        "Kafka bootstrap servers, comma-separated host:port.",
+    )
+    kafka_jobs_topic: str = _env_field(
+        "KAFKA_JOBS_TOPIC", "product-images", _topic, "Topic of image jobs."
+    )
+    kafka_dlq_topic: str = _env_field(
+        "KAFKA_DLQ_TOPIC", "product-images.dlq", _topic, "Dead-letter topic of failed jobs."
+    )
+    kafka_topic_partitions: int = _env_field(
+        "KAFKA_TOPIC_PARTITIONS",
+        12,
+        _int_between(1, 1000),
+        "Partitions of the topics created on start-up: the most workers that can share the work.",
+    )
+    kafka_replication_factor: int = _env_field(
+        "KAFKA_REPLICATION_FACTOR",
+        1,
+        _int_between(1, 100),
+        "Replication factor of the topics created on start-up (3 in production clusters).",
+    )
+    image_storage_url: str = _env_field(
+        "IMAGE_STORAGE_URL",
+        "./data/images",
+        _storage_url,
+        "Where compressed images go: a relative path or file:///abs/path (local), "
+        "or s3://bucket/prefix.",
+    )
+    image_public_base_url: str = _env_field(
+        "IMAGE_PUBLIC_BASE_URL",
+        "http://127.0.0.1:8080/images",
+        _url("http", "https"),
+        "Base URL under which stored images are public (the API's /images for local storage).",
+    )
+    s3_endpoint_url: str = _env_field(
+        "S3_ENDPOINT_URL",
+        "",
+        _optional_url,
+        "Endpoint of an S3-compatible store (MinIO, moto); empty for Amazon S3.",
+    )
+    cache_ttl_seconds: int = _env_field(
+        "CACHE_TTL_SECONDS", 3600, _int_between(1, 30 * 86400), "Lifetime of cached products."
+    )
+    cache_negative_ttl_seconds: int = _env_field(
+        "CACHE_NEGATIVE_TTL_SECONDS",
+        5,
+        _int_between(1, 3600),
+        "Lifetime of cached 'not found' answers, so a flood of 404s does not reach PostgreSQL.",
+    )
+    api_host: str = _env_field("API_HOST", "127.0.0.1", _nonempty, "Address the API listens on.")
+    api_port: int = _env_field("API_PORT", 8080, _int_between(1, 65535), "Port of the API.")
+    api_workers: int = _env_field(
+        "API_WORKERS", 1, _int_between(1, 256), "API processes sharing the port (SO_REUSEPORT)."
+    )
+    db_pool_max_size: int = _env_field(
+        "DB_POOL_MAX_SIZE",
+        32,
+        _int_between(1, 1000),
+        "PostgreSQL connections per API process; keep it at least the request concurrency.",
+    )
+    db_acquire_timeout_seconds: float = _env_field(
+        "DB_ACQUIRE_TIMEOUT_SECONDS",
+        2.0,
+        _float_between(0.05, 60),
+        "Longest wait for a database connection before answering 503.",
+    )
+    db_statement_timeout_seconds: float = _env_field(
+        "DB_STATEMENT_TIMEOUT_SECONDS",
+        5.0,
+        _float_between(0.05, 600),
+        "Longest a statement may run.",
+    )
+    max_images_per_product: int = _env_field(
+        "MAX_IMAGES_PER_PRODUCT", 20, _int_between(0, 1000), "Most image URLs in one product."
+    )
+    outbox_poll_interval_seconds: float = _env_field(
+        "OUTBOX_POLL_INTERVAL_SECONDS",
+        2.0,
+        _float_between(0.05, 3600),
+        "Fallback poll of the outbox when no NOTIFY arrives.",
+    )
+    log_level: str = _env_field(
+        "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level."
+    )
+    log_format: str = _env_field(
+        "LOG_FORMAT", "json", _choice("json", "console"), "json (one object per line) or console."
+    )
+    # -- image pipeline --------------------------------------------------------------------------
+    image_max_download_bytes: int = _env_field(
+        "IMAGE_MAX_DOWNLOAD_BYTES",
+        25 * MIB,
+        _int_between(1024, 1024 * MIB),
+        "Largest source image, enforced while streaming.",
+    )
+    image_download_timeout_seconds: float = _env_field(
+        "IMAGE_DOWNLOAD_TIMEOUT_SECONDS",
+        15.0,
+        _float_between(0.1, 600),
+        "Total time allowed for one download (connect included).",
+    )
+    image_allow_loopback_sources: bool = _env_field(
+        "IMAGE_ALLOW_LOOPBACK_SOURCES",
+        False,
+        _bool,
+        "Allow source URLs on loopback addresses (development and tests only).",
+    )
+    image_allow_private_sources: bool = _env_field(
+        "IMAGE_ALLOW_PRIVATE_SOURCES",
+        False,
+        _bool,
+        "Allow source URLs on private addresses (development only). Link-local never is.",
+    )
+    image_max_dimension: int = _env_field(
+        "IMAGE_MAX_DIMENSION", 1600, _int_between(16, 16384), "Longest side of compressed images."
+    )
+    image_output_format: str = _env_field(
+        "IMAGE_OUTPUT_FORMAT", "jpeg", _choice("jpeg", "webp"), "Format of compressed images."
+    )
+    image_quality: int = _env_field(
+        "IMAGE_QUALITY", 80, _int_between(1, 95), "Encoder quality of compressed images."
+    )
+    image_max_pixels: int = _env_field(
+        "IMAGE_MAX_PIXELS",
+        50_000_000,
+        _int_between(1, 1_000_000_000),
+        "Largest source resolution; above it an image is a decompression bomb.",
+    )
+    image_max_attempts: int = _env_field(
+        "IMAGE_MAX_ATTEMPTS",
+        4,
+        _int_between(1, 100),
+        "Attempts per transient failure, the first included.",
+    )
+    image_retry_base_seconds: float = _env_field(
+        "IMAGE_RETRY_BASE_SECONDS",
+        1.0,
+        _float_between(0.0, 3600),
+        "Base of the exponential backoff between attempts.",
+    )
+    # -- worker supervisor (each also a run_workers.py flag) ------------------------------------------
+    worker_processes: int = _env_field(
+        "WORKER_PROCESSES", 0, _int_between(0, 1024), "Compression processes; 0 = CPU count."
+    )
+    worker_download_concurrency: int = _env_field(
+        "WORKER_DOWNLOAD_CONCURRENCY", 32, _int_between(1, 10_000), "Concurrent downloads."
+    )
+    worker_upload_concurrency: int = _env_field(
+        "WORKER_UPLOAD_CONCURRENCY", 16, _int_between(1, 10_000), "Concurrent uploads."
+    )
+    worker_max_inflight_jobs: int = _env_field(
+        "WORKER_MAX_INFLIGHT_JOBS",
+        64,
+        _int_between(1, 100_000),
+        "Jobs taken from Kafka but not finished; above it the consumer pauses.",
+    )
+    worker_group_id: str = _env_field(
+        "WORKER_GROUP_ID", "image-workers", _nonempty, "Kafka consumer group of the workers."
+    )
+    worker_metrics_port: int = _env_field(
+        "WORKER_METRICS_PORT", 9100, _int_between(0, 65535), "Port of the worker's /metrics."
+    )
+    worker_shutdown_timeout_seconds: float = _env_field(
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
+        30.0,
+        _float_between(0, 3600),
+        "Longest graceful drain of in-flight jobs on SIGTERM.",
+    )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def storage_is_local(self) -> bool:
+        return not self.image_storage_url.startswith("s3://")
+
+    @property
+    def local_storage_path(self) -> Path:
+        url = self.image_storage_url
+        path = Path(urlsplit(url).path) if url.startswith("file://") else Path(url)
+        return path.resolve()
+
+
+def settings_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def env_names() -> list[str]:
+    return [f.metadata["env"] for f in settings_fields()]
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parses KEY=VALUE lines (optionally `export`ed and quoted); comments and blanks skipped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Builds Settings from `.env` overlaid by the environment (the environment wins).
+
+    Raises SettingsError naming the first bad variable.
+    """
+    source = read_dotenv(dotenv) if dotenv is not None else {}
+    source.update(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for f in settings_fields():
+        name = f.metadata["env"]
+        raw = source.get(name)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+    return Settings(**values)

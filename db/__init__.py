@@ -1,0 +1,1 @@
+"""PostgreSQL access: migrations, the connection pool and one query module per table."""

@@ -1,0 +1,29 @@
+"""Queries of the outbox table, drained by the API's relay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+# SKIP LOCKED lets several relays (one per API process) drain the table side by side.
+_CLAIM = """
+SELECT id, topic, key, payload::text AS payload
+  FROM outbox
+ ORDER BY id
+ LIMIT $1
+   FOR UPDATE SKIP LOCKED
+"""
+
+
+async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Locks up to `limit` rows until the caller's transaction ends."""
+    return await conn.fetch(_CLAIM, limit)
+
+
+async def delete(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+    await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
+
+
+async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval("SELECT count(*) FROM outbox")

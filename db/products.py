@@ -1,0 +1,169 @@
+"""Queries of the products table, and the product's public JSON representation.
+
+The list query is assembled from constant fragments chosen by which filters are present, so each
+combination gets its own plan (a catch-all `$n IS NULL OR …` would hide the trigram index from
+the planner); user input only ever travels as parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+COLUMNS = (
+    "id, user_id, product_name, product_description, product_images, compressed_product_images, "
+    "product_price, processing_status::text AS processing_status, processing_errors::text "
+    "AS processing_errors, created_at, updated_at"
+)
+
+_CREATE = f"""
+WITH product AS (
+    INSERT INTO products (user_id, product_name, product_description, product_images,
+                          product_price, processing_status)
+    VALUES ($1, $2, $3, $4::text[], $5,
+            CASE WHEN cardinality($4::text[]) = 0 THEN 'done' ELSE 'pending' END::processing_status)
+    RETURNING *
+), job AS (
+    INSERT INTO outbox (topic, key, payload)
+    SELECT $6, id::text, jsonb_build_object('v', 1, 'product_id', id::text, 'product_images',
+                                            to_jsonb(product_images))
+    FROM product WHERE cardinality(product_images) > 0
+)
+SELECT {COLUMNS} FROM product
+"""
+
+_GET = f"SELECT {COLUMNS} FROM products WHERE id = $1"
+
+
+class UnknownUser(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    user_id: int
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    name_contains: str | None = None
+    before_id: int | None = None  # keyset cursor: ids strictly below this one
+    limit: int = 50
+
+
+def like_pattern(substring: str) -> str:
+    """An ILIKE pattern matching `substring` anywhere, with %, _ and \\ taken literally."""
+    escaped = substring.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_query(filters: ListFilter) -> tuple[str, list[Any]]:
+    conditions = ["user_id = $1"]
+    args: list[Any] = [filters.user_id]
+    optional = (
+        (filters.min_price, "product_price >= ${}"),
+        (filters.max_price, "product_price <= ${}"),
+        (
+            None if filters.name_contains is None else like_pattern(filters.name_contains),
+            "product_name ILIKE ${}",
+        ),
+        (filters.before_id, "id < ${}"),
+    )
+    for value, fragment in optional:
+        if value is not None:
+            args.append(value)
+            conditions.append(fragment.format(len(args)))
+    args.append(filters.limit)
+    sql = (
+        f"SELECT {COLUMNS} FROM products WHERE {' AND '.join(conditions)} "
+        f"ORDER BY id DESC LIMIT ${len(args)}"
+    )
+    return sql, args
+
+
+async def create_product(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    user_id: int,
+    name: str,
+    description: str,
+    images: Sequence[str],
+    price: Decimal,
+    jobs_topic: str,
+) -> asyncpg.Record:
+    """Inserts the product and, in the same statement, its image job into the outbox."""
+    try:
+        return await conn.fetchrow(
+            _CREATE, user_id, name, description, list(images), price, jobs_topic
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise UnknownUser(user_id) from None
+
+
+async def get_product(
+    conn: asyncpg.Connection | asyncpg.Pool, product_id: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(_GET, product_id)
+
+
+async def list_products(
+    conn: asyncpg.Connection | asyncpg.Pool, filters: ListFilter
+) -> list[asyncpg.Record]:
+    sql, args = list_query(filters)
+    return await conn.fetch(sql, *args)
+
+
+async def finish_processing(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    product_id: int,
+    *,
+    compressed_images: Sequence[str],
+    status: str,
+    errors: Sequence[dict[str, str]],
+) -> asyncpg.Record | None:
+    """Records the outcome of a job; idempotent, so a redelivered job may run it again."""
+    return await conn.fetchrow(
+        f"""UPDATE products
+               SET compressed_product_images = $2::text[],
+                   processing_status = $3::processing_status,
+                   processing_errors = $4::text::jsonb,
+                   updated_at = now()
+             WHERE id = $1
+         RETURNING {COLUMNS}""",
+        product_id,
+        list(compressed_images),
+        status,
+        orjson.dumps(list(errors)).decode(),
+    )
+
+
+def product_dict(row: asyncpg.Record) -> dict[str, Any]:
+    product: dict[str, Any] = {
+        "product_id": str(row["id"]),
+        "user_id": str(row["user_id"]),
+        "product_name": row["product_name"],
+        "product_description": row["product_description"],
+        "product_images": row["product_images"],
+        "compressed_product_images": row["compressed_product_images"],
+        # NUMERIC(12,2) fits a double exactly enough that its shortest repr is the decimal.
+        "product_price": float(row["product_price"]),
+        "processing_status": row["processing_status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+    errors = orjson.loads(row["processing_errors"])
+    if errors:
+        product["processing_errors"] = errors
+    return product
+
+
+def render_product(row: asyncpg.Record) -> bytes:
+    """The ready-to-send JSON of one product: what the API returns and the cache stores."""
+    return orjson.dumps(product_dict(row))
+
+
+def render_products(rows: Sequence[asyncpg.Record]) -> bytes:
+    return orjson.dumps([product_dict(row) for row in rows])

@@ -1,0 +1,18 @@
+"""Queries of the users table."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+class DuplicateEmail(Exception):
+    pass
+
+
+async def create_user(conn: asyncpg.Connection | asyncpg.Pool, username: str, email: str) -> int:
+    try:
+        return await conn.fetchval(
+            "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id", username, email
+        )
+    except asyncpg.UniqueViolationError:
+        raise DuplicateEmail(email) from None

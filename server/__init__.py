@@ -1,0 +1,1 @@
+"""The product catalogue's REST API (aiohttp on uvloop)."""

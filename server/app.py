@@ -1,0 +1,76 @@
+"""The application factory: one cleanup context per resource, so start-up and shutdown read top
+to bottom (and in reverse on the way down)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from config import Settings
+from db.pool import create_pool
+from server import cache as product_cache
+from server.body import MAX_BODY_BYTES
+from server.handlers import health, images, products, users
+from server.keys import CACHE, DB, METRICS, PRODUCT_LOADS, RELAY, SETTINGS
+from server.metrics import ApiMetrics
+from server.middleware import observe
+from server.openapi import openapi_json
+from server.relay import OutboxRelay
+from server.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    # min_size=0: the API starts (and answers 503) while PostgreSQL is down, and recovers alone.
+    app[DB] = await create_pool(app[SETTINGS], min_size=0)
+    yield
+    await app[DB].close()
+
+
+async def redis_cache(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = product_cache.connect(settings.redis_url)
+    app[CACHE] = product_cache.ProductCache(
+        client, ttl_s=settings.cache_ttl_seconds, negative_ttl_s=settings.cache_negative_ttl_seconds
+    )
+    yield
+    await client.aclose()
+
+
+async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
+    relay = app[RELAY] = OutboxRelay(app[DB], app[SETTINGS])
+    task = asyncio.create_task(relay.run(), name="outbox-relay")
+    task.add_done_callback(_crash_loudly)
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await relay.close()
+
+
+def _crash_loudly(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("relay.crashed", exc_info=task.exception())
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = ApiMetrics()
+    app[PRODUCT_LOADS] = SingleFlight()
+    app.cleanup_ctx.extend([database, redis_cache, outbox_relay])
+    app.router.add_post("/users", users.create_user)
+    app.router.add_post("/products", products.create_product)
+    app.router.add_get("/products", products.list_products, allow_head=False)
+    app.router.add_get("/products/{product_id}", products.get_product, allow_head=False)
+    app.router.add_get("/images/{key:.+}", images.get_image)
+    app.router.add_get("/healthz", health.healthz, allow_head=False)
+    app.router.add_get("/readyz", health.readyz, allow_head=False)
+    app.router.add_get("/metrics", health.metrics, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    return app

@@ -1,0 +1,116 @@
+"""Redis cache-aside for products, storing the ready-to-send JSON bytes.
+
+Rules that keep it correct:
+- Readers fill the cache with SET NX, writers of fresh data (product creation, the worker after
+  processing) with a plain SET: a reader holding an old row can never overwrite a fresh value.
+- Unknown ids are cached briefly as an empty value (negative cache).
+- When Redis fails, calls bypass it for `retry_after_s` instead of failing each request, and the
+  error is logged once per such interval; caching resumes by itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "product:v1:"
+NOT_FOUND = b""
+
+
+class Lookup(enum.Enum):
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+def product_key(product_id: int) -> str:
+    return f"{KEY_PREFIX}{product_id}"
+
+
+def connect(url: str, *, timeout_s: float = 0.5) -> redis.Redis:
+    # No client-side retries: a dead Redis must cost one fast failure, then the bypass window.
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=256,
+    )
+
+
+class ProductCache:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_s: int,
+        negative_ttl_s: int,
+        retry_after_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._last_error_log = 0.0
+        self._suppressed = 0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self._down_until = now + self.retry_after_s
+        if now - self._last_error_log >= self.retry_after_s * 10:
+            log.warning(
+                "cache.unavailable",
+                extra={"operation": operation, "error": repr(exc), "suppressed": self._suppressed},
+            )
+            self._last_error_log = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+    async def get(self, product_id: int) -> bytes | Lookup:
+        """The cached bytes (NOT_FOUND for a cached 404), Lookup.MISS, or Lookup.BYPASS."""
+        if not self.available:
+            return Lookup.BYPASS
+        try:
+            value = await self.client.get(product_key(product_id))
+        except (RedisError, OSError) as exc:
+            self._failed("get", exc)
+            return Lookup.BYPASS
+        return Lookup.MISS if value is None else value
+
+    async def fill(self, product_id: int, body: bytes) -> bool:
+        """Stores what a reader read, unless something (fresher) is there already."""
+        ttl = self.ttl_s if body else self.negative_ttl_s
+        return await self._set(product_id, body, ttl, only_if_absent=True)
+
+    async def put_fresh(self, product_id: int, body: bytes) -> bool:
+        """Stores a value known to be the newest, replacing whatever is cached."""
+        return await self._set(product_id, body, self.ttl_s, only_if_absent=False)
+
+    async def _set(self, product_id: int, body: bytes, ttl: int, *, only_if_absent: bool) -> bool:
+        if not self.available and only_if_absent:
+            return False
+        try:
+            await self.client.set(product_key(product_id), body, ex=ttl, nx=only_if_absent)
+        except (RedisError, OSError) as exc:
+            self._failed("set", exc)
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False

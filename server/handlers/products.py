@@ -1,0 +1,101 @@
+"""POST /products, GET /products/{id}, GET /products."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from db import products
+from server.body import read_json
+from server.cache import NOT_FOUND, Lookup
+from server.errors import ApiError, bad_request, error_response
+from server.keys import CACHE, DB, PRODUCT_LOADS, SETTINGS
+from server.validation import (
+    decode_cursor,
+    encode_cursor,
+    parse_id,
+    parse_limit,
+    parse_new_product,
+    parse_price_range,
+)
+
+JSON = "application/json"
+_CREATED = {"status": "success", "message": "Product created successfully"}
+
+
+async def create_product(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    new = parse_new_product(await read_json(request), settings.max_images_per_product)
+    try:
+        row = await products.create_product(
+            request.app[DB],
+            user_id=new.user_id,
+            name=new.name,
+            description=new.description,
+            images=new.images,
+            price=new.price,
+            jobs_topic=settings.kafka_jobs_topic,
+        )
+    except products.UnknownUser:
+        raise ApiError(422, f"user {new.user_id} does not exist", {"field": "user_id"}) from None
+    # The new row is the freshest value there is; this also replaces a cached 404 for its id.
+    await request.app[CACHE].put_fresh(row["id"], products.render_product(row))
+    product_id = str(row["id"])
+    return web.json_response(
+        {**_CREATED, "product_id": product_id},
+        status=201,
+        headers={"Location": f"/products/{product_id}"},
+    )
+
+
+def _not_found(product_id: int, cache: str) -> web.Response:
+    return error_response(404, f"product {product_id} not found", None, {"X-Cache": cache})
+
+
+async def get_product(request: web.Request) -> web.Response:
+    product_id = parse_id(request.match_info["product_id"], "product_id")
+    cache = request.app[CACHE]
+    cached = await cache.get(product_id)
+    if isinstance(cached, bytes):
+        if cached == NOT_FOUND:
+            return _not_found(product_id, "HIT")
+        # The stored bytes are the response: no database, no re-serialisation.
+        return web.Response(body=cached, headers={"Content-Type": JSON, "X-Cache": "HIT"})
+
+    async def load() -> bytes:
+        row = await products.get_product(request.app[DB], product_id)
+        body = NOT_FOUND if row is None else products.render_product(row)
+        if cached is Lookup.MISS:
+            await cache.fill(product_id, body)
+        return body
+
+    body = await request.app[PRODUCT_LOADS].run(product_id, load)
+    status = cached.value
+    if body == NOT_FOUND:
+        return _not_found(product_id, status)
+    return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": status})
+
+
+async def list_products(request: web.Request) -> web.Response:
+    query = request.rel_url.query
+    if "user_id" not in query:
+        raise bad_request("user_id is required", "user_id")
+    low = high = None
+    if query.get("price_range"):
+        low, high = parse_price_range(query["price_range"])
+    limit = parse_limit(query.get("limit"))
+    filters = products.ListFilter(
+        user_id=parse_id(query["user_id"], "user_id"),
+        min_price=low,
+        max_price=high,
+        name_contains=query.get("product_name") or None,
+        before_id=decode_cursor(query["cursor"]) if "cursor" in query else None,
+        # One row more than asked tells whether a next page exists.
+        limit=limit + 1,
+    )
+    rows = await products.list_products(request.app[DB], filters)
+    headers = {"Content-Type": JSON}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_url = request.rel_url.update_query(cursor=encode_cursor(rows[-1]["id"]))
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return web.Response(body=products.render_products(rows), headers=headers)

@@ -1,0 +1,20 @@
+"""Typed application keys: every resource the handlers reach through `request.app`."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from config import Settings
+from server.cache import ProductCache
+from server.metrics import ApiMetrics
+from server.relay import OutboxRelay
+from server.singleflight import SingleFlight
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", asyncpg.Pool)
+CACHE = web.AppKey("cache", ProductCache)
+RELAY = web.AppKey("relay", OutboxRelay)
+METRICS = web.AppKey("metrics", ApiMetrics)
+PRODUCT_LOADS = web.AppKey("product_loads", SingleFlight[bytes])
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,124 @@
+"""Request id, JSON access log, metrics and the JSON error shape, for every request."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+
+from server.errors import ApiError, error_response
+from server.keys import METRICS, REQUEST_ID
+
+log = logging.getLogger("server.access")
+
+# What a dead, restarting or overloaded PostgreSQL raises: the pool's acquire timeout, a refused or
+# broken connection, a statement cancelled by statement_timeout, or too many clients.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_REQUEST_ID_MAX = 128
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    if given and len(given) <= _REQUEST_ID_MAX and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.http_exception is None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    response = await _answer(request, handler, request_id)
+    duration_s = time.perf_counter() - started
+    route = _route_name(request)
+    response.headers["X-Request-ID"] = request_id
+    metrics = request.app[METRICS]
+    status = str(response.status)
+    metrics.requests.labels(request.method, route, status).inc()
+    metrics.latency.labels(request.method, route, status).observe(duration_s)
+    cache = response.headers.get("X-Cache")
+    if cache:
+        metrics.cache.labels(cache).inc()
+    log.info(
+        "http.request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": response.status,
+            "duration_ms": round(duration_s * 1000, 3),
+            "bytes": _body_size(response),
+            "request_id": request_id,
+            "cache": cache,
+        },
+    )
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    """Runs the handler and turns every failure into the JSON error shape."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.message, exc.details)
+        if exc.status == 413:
+            # The unread body is still on the wire: this connection cannot carry another request.
+            response.force_close()
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return error_response(exc.status, _http_message(exc, request), None, headers)
+    except DATABASE_UNAVAILABLE as exc:
+        log.warning("db.unavailable", extra={"request_id": request_id, "error": repr(exc)})
+        return error_response(
+            503, "database unavailable, try again shortly", None, {"Retry-After": "1"}
+        )
+    except Exception:
+        log.exception(
+            "http.unhandled_error", extra={"request_id": request_id, "path": request.path}
+        )
+        return error_response(
+            500,
+            "internal error; quote the request id when reporting it",
+            {"request_id": request_id},
+        )
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return f"no route for {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"method {request.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return "request body too large"
+    return exc.reason
+
+
+def _body_size(response: web.StreamResponse) -> int | None:
+    if response.prepared:  # streamed (e.g. a file): aiohttp counted what it wrote
+        return response.body_length
+    body = getattr(response, "body", None)
+    return len(body) if isinstance(body, bytes) else None

@@ -1,0 +1,148 @@
+"""The outbox relay: publishes committed image jobs to Kafka, then deletes them.
+
+A product and its job are written in one transaction, so no job is lost when Kafka is down at
+POST time: the row waits in `outbox` until the relay can publish it. The relay is woken by
+LISTEN/NOTIFY (jobs reach Kafka within milliseconds), polls as a fallback, and claims rows with
+FOR UPDATE SKIP LOCKED so the relays of several API processes can share the table. A row is
+deleted only after Kafka acknowledged it (idempotent producer, acks=all); a crash in between
+publishes it again, which the idempotent worker tolerates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from compressor.jobs import ensure_topics
+from config import Settings
+from db import outbox
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+PUBLISH_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 5.0
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    # -- Kafka producer: (re)created lazily, so the API starts and serves while Kafka is down ----
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            settings = self.settings
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                [settings.kafka_jobs_topic, settings.kafka_dlq_topic],
+                partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            )
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                enable_idempotence=True,  # implies acks=all
+                linger_ms=2,
+                request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self.producer = producer
+            log.info("relay.producer_started")
+        return self.producer
+
+    async def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            # stop() flushes; with Kafka gone that could wait forever.
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(producer.stop(), 2.0)
+
+    # -- LISTEN/NOTIFY on a connection of its own (pooled connections are never left listening) --
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            self._listener = await asyncpg.connect(self.settings.postgres_url, timeout=2)
+            await self._listener.add_listener("outbox", lambda *_: self._wake.set())
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            self._listener = None
+            log.warning("relay.listen_failed", extra={"error": repr(exc)})
+
+    # -- draining --------------------------------------------------------------------------------
+
+    async def publish_batch(self) -> int:
+        """Publishes and deletes up to BATCH_SIZE rows; returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await outbox.claim_batch(conn, BATCH_SIZE)
+            if not rows:
+                return 0
+            producer = await self._producer()
+            started = time.perf_counter()
+            sends = [
+                await producer.send(r["topic"], r["payload"].encode(), key=r["key"].encode())
+                for r in rows
+            ]
+            await asyncio.gather(*sends)
+            await outbox.delete(conn, [r["id"] for r in rows])
+        self.published += len(rows)
+        log.info(
+            "outbox.published",
+            extra={"jobs": len(rows), "ms": round((time.perf_counter() - started) * 1000, 2)},
+        )
+        return len(rows)
+
+    async def drain(self) -> int:
+        total = 0
+        while count := await asyncio.wait_for(self.publish_batch(), PUBLISH_TIMEOUT_S * 2):
+            total += count
+        return total
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            self._wake.clear()
+            await self._ensure_listener()
+            try:
+                await self.drain()
+                backoff = 0.1
+                timeout = self.settings.outbox_poll_interval_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "relay.publish_failed", extra={"error": repr(exc), "retry_in_s": backoff}
+                )
+                await self._drop_producer()
+                timeout, backoff = backoff, min(backoff * 2, MAX_BACKOFF_S)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def close(self) -> None:
+        await self._drop_producer()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 2.0)
+
+    async def kafka_ready(self) -> bool:
+        if self.producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 1.0)
+        except Exception:
+            return False
+        return True
