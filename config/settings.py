@@ -311,6 +311,9 @@ class Settings:
     worker_group_id: str = _env_field(
         "WORKER_GROUP_ID", "image-workers", _nonempty, "Kafka consumer group of the workers."
     )
+    worker_metrics_host: str = _env_field(
+        "WORKER_METRICS_HOST", "127.0.0.1", _nonempty, "Address of the worker's /metrics."
+    )
     worker_metrics_port: int = _env_field(
         "WORKER_METRICS_PORT", 9100, _int_between(0, 65535), "Port of the worker's /metrics."
     )
@@ -383,3 +386,12 @@ def load_settings(
         except ValueError as exc:
             raise SettingsError(f"{name}={raw!r}: {exc}") from None
     return Settings(**values)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The environment that loads back into `settings`: for child processes and tools."""
+    env = {}
+    for f in settings_fields():
+        value = getattr(settings, f.name)
+        env[f.metadata["env"]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env

@@ -24,6 +24,9 @@ from server.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
+# How long shutdown waits for the relay's batch in progress before cancelling it.
+RELAY_STOP_TIMEOUT_S = 5.0
+
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     # min_size=0: the API starts (and answers 503) while PostgreSQL is down, and recovers alone.
@@ -47,6 +50,8 @@ async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(relay.run(), name="outbox-relay")
     task.add_done_callback(_crash_loudly)
     yield
+    relay.request_stop()
+    await asyncio.wait([task], timeout=RELAY_STOP_TIMEOUT_S)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -103,11 +103,12 @@ class ProductCache:
         if not self.available and only_if_absent:
             return False
         try:
-            await self.client.set(product_key(product_id), body, ex=ttl, nx=only_if_absent)
+            # SET NX answers None when the key exists: nothing was stored.
+            stored = await self.client.set(product_key(product_id), body, ex=ttl, nx=only_if_absent)
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
             return False
-        return True
+        return bool(stored)
 
     async def ping(self) -> bool:
         try:

@@ -16,7 +16,7 @@ import logging
 import time
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
 from compressor.jobs import ensure_topics
 from config import Settings
@@ -36,6 +36,7 @@ class OutboxRelay:
         self.producer: AIOKafkaProducer | None = None
         self.published = 0
         self._wake = asyncio.Event()
+        self._stopping = False
         self._listener: asyncpg.Connection | None = None
 
     # -- Kafka producer: (re)created lazily, so the API starts and serves while Kafka is down ----
@@ -108,13 +109,15 @@ class OutboxRelay:
 
     async def drain(self) -> int:
         total = 0
-        while count := await asyncio.wait_for(self.publish_batch(), PUBLISH_TIMEOUT_S * 2):
+        while not self._stopping and (
+            count := await asyncio.wait_for(self.publish_batch(), PUBLISH_TIMEOUT_S * 2)
+        ):
             total += count
         return total
 
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             self._wake.clear()
             await self._ensure_listener()
             try:
@@ -132,6 +135,12 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def request_stop(self) -> None:
+        """Makes run() return after the batch in progress (cancelling aiokafka mid-connect
+        leaks its socket, and mid-publish publishes the batch twice)."""
+        self._stopping = True
+        self._wake.set()
+
     async def close(self) -> None:
         await self._drop_producer()
         if self._listener is not None:
@@ -139,10 +148,22 @@ class OutboxRelay:
                 await asyncio.wait_for(self._listener.close(), 2.0)
 
     async def kafka_ready(self) -> bool:
-        if self.producer is None:
-            return False
+        """Whether Kafka answers; before the relay has had a job to publish (so no producer yet),
+        a short-lived client asks."""
+        probe = None
         try:
-            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 1.0)
+            if self.producer is not None:
+                await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 1.0)
+            else:
+                probe = AIOKafkaClient(
+                    bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                    request_timeout_ms=1000,
+                )
+                await asyncio.wait_for(probe.bootstrap(), 1.0)
         except Exception:
             return False
+        finally:
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    await probe.close()
         return True

@@ -8,7 +8,7 @@ Pillow's C primitives (gradients, noise, resizes, drawing) rather than per-pixel
 from __future__ import annotations
 
 import io
-import os
+import random
 import struct
 import zlib
 
@@ -205,8 +205,9 @@ def truncated_jpeg(width: int = 640, height: int = 480) -> bytes:
     return data[: len(data) // 2]
 
 
-def random_bytes(size: int = 4096) -> bytes:
-    return os.urandom(size)
+def random_bytes(size: int = 4096, *, seed: int = 0) -> bytes:
+    """Deterministic noise (os.urandom would start with an image signature once in ~10^7 runs)."""
+    return random.Random(seed).randbytes(size)
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import multiprocessing
 import pickle
-import random
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
@@ -372,7 +371,7 @@ def test_max_pixels_option_is_the_limit():
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param(random.Random(0).randbytes(4096), id="random"),
+        pytest.param(imagegen.random_bytes(), id="random"),
         pytest.param(b"", id="empty"),
         pytest.param(b"<!doctype html><html><body>Not found</body></html>", id="html"),
         pytest.param(b'{"error": "nope"}', id="json"),

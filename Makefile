@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`. Both start with `make setup`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK := scripts/stack
+# The services' addresses come from the running stack, unless the caller set them.
+STACK_ENV = eval "$$($(STACK) env)";
+
+.PHONY: setup deps stack migrate run test test-unit test-integration bench lint stack-down clean
+
+setup: deps stack migrate
+
+deps:
+	@scripts/install-python-deps
+
+stack:
+	@$(STACK) up
+
+migrate: deps stack
+	@$(STACK_ENV) $(PY) -m db migrate
+
+run: setup
+	@$(STACK_ENV) scripts/run-all
+
+test: setup
+	@$(STACK_ENV) $(PY) -m pytest tests
+
+test-unit: deps
+	@$(PY) -m pytest tests/unit
+
+test-integration: setup
+	@$(STACK_ENV) $(PY) -m pytest tests/integration
+
+bench: setup
+	@$(STACK_ENV) scripts/bench
+
+lint: deps
+	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+stack-down:
+	@$(STACK) down
+
+clean: stack-down
+	rm -rf .venv .stack data bench/.venv-pillow

@@ -1,0 +1,36 @@
+"""Prometheus metrics of the worker supervisor."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+STAGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.jobs = Counter(
+            "worker_jobs_total", "Jobs by outcome", ["outcome"], registry=self.registry
+        )
+        self.images = Counter(
+            "worker_images_total", "Images by outcome", ["outcome"], registry=self.registry
+        )
+        self.stage_seconds = Histogram(
+            "worker_stage_seconds",
+            "Time in each stage per image",
+            ["stage"],
+            buckets=STAGE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "worker_queue_depth", "Images waiting for a stage", ["stage"], registry=self.registry
+        )
+        self.inflight_jobs = Gauge(
+            "worker_inflight_jobs", "Jobs taken from Kafka and not finished", registry=self.registry
+        )
+        self.pool_rebuilds = Gauge(
+            "worker_pool_rebuilds",
+            "Compression pools rebuilt after a child died",
+            registry=self.registry,
+        )

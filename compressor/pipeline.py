@@ -1,0 +1,250 @@
+"""One job, one product: download → compress → upload every image, then one database update.
+
+Each stage has its own concurrency bound (the CLI's --download-concurrency, --processes,
+--upload-concurrency): images of many jobs flow through the stages at once, waiting in the
+stage's queue when it is full, so downloads and uploads overlap the CPU-bound compression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from compressor.compress import CompressOptions
+from compressor.download import Downloader
+from compressor.errors import ImageFailure, backoff_s, classify
+from compressor.jobs import ImageJob
+from compressor.metrics import WorkerMetrics
+from compressor.pool import CompressionPool
+from compressor.storage import Storage, image_key, public_url
+from config import Settings
+from db import products
+from server.cache import ProductCache
+
+log = logging.getLogger("compressor")
+
+
+class JobExhausted(Exception):
+    """A transient failure outlived its attempts: the job goes to the dead-letter topic."""
+
+    def __init__(self, failure: ImageFailure, attempts: int, image: str | None = None) -> None:
+        super().__init__(f"{failure} (after {attempts} attempts)")
+        self.failure = failure
+        self.attempts = attempts
+        self.image = image
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    source: str
+    url: str | None = None
+    failure: ImageFailure | None = None
+
+
+class Stage:
+    """A concurrency bound with the depth of its queue, for metrics."""
+
+    def __init__(self, name: str, slots: int) -> None:
+        self.name = name
+        self._semaphore = asyncio.Semaphore(slots)
+        self.waiting = 0
+        self.active = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self._semaphore.release()
+
+
+def outcome(results: list[ImageResult]) -> str:
+    failed = sum(1 for r in results if r.failure is not None)
+    if failed == 0:
+        return "done"
+    return "failed" if failed == len(results) else "partial"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        downloader: Downloader,
+        pool: CompressionPool,
+        storage: Storage,
+        db: asyncpg.Pool,
+        cache: ProductCache,
+        metrics: WorkerMetrics,
+        download_concurrency: int,
+        upload_concurrency: int,
+    ) -> None:
+        self.settings = settings
+        self.downloader = downloader
+        self.pool = pool
+        self.storage = storage
+        self.db = db
+        self.cache = cache
+        self.metrics = metrics
+        self.options = CompressOptions(
+            max_dimension=settings.image_max_dimension,
+            quality=settings.image_quality,
+            output_format=settings.image_output_format,
+            max_pixels=settings.image_max_pixels,
+        )
+        self.stages = {
+            "download": Stage("download", download_concurrency),
+            # Twice the processes keeps every child busy without piling up raw downloads.
+            "compress": Stage("compress", pool.processes * 2),
+            "upload": Stage("upload", upload_concurrency),
+        }
+
+    async def process(self, job: ImageJob) -> str:
+        """Runs the job to its final status; raises JobExhausted when it cannot finish."""
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._image(job.product_id, u)) for u in job.image_urls]
+        results = [t.result() for t in tasks]
+        status = outcome(results)
+        await self._retrying(
+            "finish", lambda: self.finish(job.product_id, results, status), job.product_id
+        )
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        self.metrics.jobs.labels(status).inc()
+        log.info("job.done", extra={"product_id": job.product_id, "status": status, "ms": ms})
+        return status
+
+    async def finish(self, product_id: int, results: list[ImageResult], status: str) -> None:
+        row = await products.finish_processing(
+            self.db,
+            product_id,
+            compressed_images=[r.url for r in results if r.url is not None],
+            status=status,
+            errors=[
+                {"image": r.source, "error": str(r.failure)}
+                for r in results
+                if r.failure is not None
+            ],
+        )
+        if row is None:
+            log.warning("job.product_missing", extra={"product_id": product_id})
+            return
+        # Plain SET: this is the freshest value, and readers only ever SET NX.
+        await self.cache.put_fresh(product_id, products.render_product(row))
+
+    async def _retrying(self, step: str, call, product_id: int):  # type: ignore[no-untyped-def]
+        attempts = self.settings.image_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await call()
+            except Exception as exc:
+                failure = classify(exc)
+                if not failure.transient or attempt == attempts:
+                    raise JobExhausted(failure, attempt) from exc
+                delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
+                log.warning(
+                    "job.retry",
+                    extra={
+                        "product_id": product_id,
+                        "step": step,
+                        "attempt": attempt,
+                        "reason": failure.reason,
+                        "retry_in_s": round(delay, 3),
+                    },
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _image(self, product_id: int, source: str) -> ImageResult:
+        attempts = self.settings.image_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return ImageResult(source, url=await self._image_once(product_id, source))
+            except Exception as exc:
+                failure = classify(exc)
+                self.metrics.images.labels(
+                    "failed_transient" if failure.transient else "failed"
+                ).inc()
+                log.warning(
+                    "image.failed",
+                    extra={
+                        "product_id": product_id,
+                        "image": source,
+                        "reason": failure.reason,
+                        "detail": failure.detail,
+                        "transient": failure.transient,
+                        "attempt": attempt,
+                    },
+                )
+                if not failure.transient:
+                    return ImageResult(source, failure=failure)
+                if attempt == attempts:
+                    raise JobExhausted(failure, attempt, source) from exc
+                delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
+                log.info(
+                    "job.retry",
+                    extra={
+                        "product_id": product_id,
+                        "image": source,
+                        "attempt": attempt,
+                        "retry_in_s": round(delay, 3),
+                    },
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _image_once(self, product_id: int, source: str) -> str:
+        extra = {"product_id": product_id, "image": source}
+        async with self.stages["download"].slot():
+            with self.metrics.stage_seconds.labels("download").time():
+                downloaded = await self.downloader.fetch(source)
+        log.info(
+            "image.downloaded",
+            extra={**extra, "bytes": len(downloaded.data), "ms": round(downloaded.ms, 1)},
+        )
+        async with self.stages["compress"].slot():
+            started = time.perf_counter()
+            with self.metrics.stage_seconds.labels("compress").time():
+                image = await self.pool.compress(downloaded.data, self.options)
+        log.info(
+            "image.compressed",
+            extra={
+                **extra,
+                "in_bytes": len(downloaded.data),
+                "out_bytes": len(image.data),
+                "width": image.width,
+                "height": image.height,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        del downloaded  # the source can be large; drop it before waiting for an upload slot
+        key = image_key(product_id, image.data, image.extension)
+        async with self.stages["upload"].slot():
+            started = time.perf_counter()
+            with self.metrics.stage_seconds.labels("upload").time():
+                object_key = await self.storage.put(key, image.data, image.content_type)
+        url = public_url(self.settings.image_public_base_url, object_key)
+        log.info(
+            "image.uploaded",
+            extra={**extra, "url": url, "ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
+        self.metrics.images.labels("done").inc()
+        return url
+
+    async def finish_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
+        """Marks a dead-lettered product failed, naming the reason for each image."""
+        failure = ImageFailure("dead_lettered", transient=False, detail=reason)
+        await self.finish(product_id, [ImageResult(s, failure=failure) for s in sources], "failed")

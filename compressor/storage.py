@@ -1,0 +1,105 @@
+"""Where compressed images go: local files (served by the API) or S3 / any S3-compatible store.
+
+Keys are content-addressed (`products/{id}/{sha256}.{ext}`), so a retried or redelivered job
+writes the same key and never leaves duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiofiles
+import aiofiles.os
+
+from config import Settings
+
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+def image_key(product_id: int, data: bytes, extension: str) -> str:
+    return f"products/{product_id}/{hashlib.sha256(data).hexdigest()}.{extension}"
+
+
+def public_url(base_url: str, key: str) -> str:
+    """The base and the key joined by exactly one '/'."""
+    return f"{base_url.rstrip('/')}/{key.lstrip('/')}"
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Stores the object and returns the key it is public under."""
+
+    async def close(self) -> None: ...
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        path = self.root / key
+        if await aiofiles.os.path.exists(path):
+            return key  # same key, same bytes: a redelivered job has nothing to do
+        await aiofiles.os.makedirs(path.parent, exist_ok=True)
+        # Write under a temporary name, then rename: readers never see half a file.
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            async with aiofiles.open(temp, "wb") as file:
+                await file.write(data)
+            await aiofiles.os.replace(temp, path)
+        except BaseException:
+            if await aiofiles.os.path.exists(temp):
+                await aiofiles.os.remove(temp)
+            raise
+        return key
+
+    async def close(self) -> None:
+        return None
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, threads: int) -> None:
+        import boto3  # imported here: local storage needs none of boto3's start-up cost
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        # boto3 clients are thread-safe; uploads run in a bounded pool off the event loop.
+        self.client = boto3.client("s3", endpoint_url=endpoint_url or None)
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3-upload")
+
+    def _object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def put(self, key: str, data: bytes, content_type: str) -> str:
+        object_key = self._object_key(key)
+        await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            lambda: self.client.put_object(
+                Bucket=self.bucket,
+                Key=object_key,
+                Body=data,
+                ContentType=content_type,
+                CacheControl=CACHE_CONTROL,
+            ),
+        )
+        return object_key
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def create_storage(settings: Settings, *, threads: int) -> Storage:
+    url = settings.image_storage_url
+    if url.startswith("s3://"):
+        parts = urlsplit(url)
+        return S3Storage(parts.netloc, parts.path, settings.s3_endpoint_url, threads)
+    root = settings.local_storage_path
+    os.makedirs(root, exist_ok=True)
+    return LocalStorage(root)
