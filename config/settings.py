@@ -124,6 +124,8 @@ def _storage_url(raw: str) -> str:
             raise ValueError("s3:// URL must name a bucket (s3://bucket/prefix)")
         return value
     if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError("file:// URL must hold an absolute path (file:///abs/path)")
         if not parts.path.startswith("/"):
             raise ValueError("file:// URL must hold an absolute path")
         return value

@@ -53,13 +53,15 @@ class ProductCache:
         ttl_s: int,
         negative_ttl_s: int,
         retry_after_s: float = 1.0,
+        log_interval_s: float = 10.0,
     ) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self.negative_ttl_s = negative_ttl_s
         self.retry_after_s = retry_after_s
+        self.log_interval_s = log_interval_s
         self._down_until = 0.0
-        self._last_error_log = 0.0
+        self._last_error_log = -float("inf")
         self._suppressed = 0
 
     @property
@@ -69,7 +71,7 @@ class ProductCache:
     def _failed(self, operation: str, exc: Exception) -> None:
         now = time.monotonic()
         self._down_until = now + self.retry_after_s
-        if now - self._last_error_log >= self.retry_after_s * 10:
+        if now - self._last_error_log >= self.log_interval_s:
             log.warning(
                 "cache.unavailable",
                 extra={"operation": operation, "error": repr(exc), "suppressed": self._suppressed},

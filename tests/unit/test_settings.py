@@ -197,11 +197,6 @@ def test_file_url_storage_is_local(tmp_path: Path) -> None:
     assert settings.local_storage_path == (tmp_path / "images").resolve()
 
 
-@pytest.mark.xfail(
-    reason="config/settings.py reads file://data/images as host 'data' + path '/images' and "
-    "stores under /images; _storage_url should reject a file:// host other than localhost",
-    strict=True,
-)
 def test_file_url_with_a_host_is_rejected() -> None:
     with pytest.raises(SettingsError, match="IMAGE_STORAGE_URL"):
         load_settings({"IMAGE_STORAGE_URL": "file://data/images"}, dotenv=None)
