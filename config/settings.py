@@ -395,5 +395,7 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     env = {}
     for f in settings_fields():
         value = getattr(settings, f.name)
-        env[f.metadata["env"]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        env[f.metadata["env"]] = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value)
+        )
     return env

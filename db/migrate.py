@@ -69,7 +69,7 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                         migration.name,
                     )
                 log.info(
-                    "db.migrated", extra={"version": migration.version, "name": migration.name}
+                    "db.migrated", extra={"version": migration.version, "migration": migration.name}
                 )
                 done_now.append(migration.version)
             return done_now

@@ -128,7 +128,7 @@ async def test_a_job_posted_while_kafka_is_down_is_published_when_it_returns(
             return any(r.getMessage() == "relay.publish_failed" for r in caplog.records)
 
         # The relay tried, failed, and kept the job.
-        await wait_for(relay_failed, timeout_s=30)
+        await wait_for(relay_failed, timeout_s=45)
         assert len(await outbox_rows(db, product_id)) == 1
 
         readiness = await api.get("/readyz")
