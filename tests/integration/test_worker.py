@@ -96,7 +96,7 @@ def stored_path(settings, url: str) -> Path:
 async def test_product_images_are_compressed_stored_and_cached_fresh(
     api, user, images, worker_factory, settings, redis_client
 ):
-    worker_factory()
+    worker = worker_factory()
     urls = [images.url("/photo.jpg"), images.url("/photo.jpg?second")]
     product_id = await create_product(api, user, urls)
     product = await finished_product(api, product_id)
@@ -116,6 +116,20 @@ async def test_product_images_are_compressed_stored_and_cached_fresh(
     served = await api.get(f"/images/{key}")
     assert served.status == 200
     assert served.headers["Content-Type"] == "image/jpeg"
+    # SIGTERM drains and exits 0; the log holds one JSON event per line.
+    assert await asyncio.to_thread(worker.stop) == 0
+    events = [
+        json.loads(line)["event"] for line in worker.log().splitlines() if line.startswith("{")
+    ]
+    for event in (
+        "job.received",
+        "image.downloaded",
+        "image.compressed",
+        "image.uploaded",
+        "job.done",
+        "worker.stopped",
+    ):
+        assert event in events
 
 
 async def test_bad_images_fail_alone_and_the_product_is_partial(api, user, images, worker_factory):
