@@ -49,7 +49,7 @@ async def wait_until_published(db, product_id: str, timeout_s: float) -> None:
     await wait_for(gone, timeout_s=timeout_s, interval_s=0.1)
 
 
-async def jobs_on_topic(settings, product_id: str, timeout_s: float = 30) -> list:
+async def jobs_on_topic(settings, product_id: str, timeout_s: float = 60) -> list:
     """The records keyed `product_id` on the jobs topic, read from the beginning."""
     consumer = AIOKafkaConsumer(
         settings.kafka_jobs_topic,
