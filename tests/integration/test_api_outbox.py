@@ -51,8 +51,8 @@ async def wait_until_published(db, product_id: str, timeout_s: float) -> None:
 
 async def jobs_on_topic(settings, product_id: str, timeout_s: float = 60) -> list:
     """The records keyed `product_id` on the jobs topic, read from the beginning."""
+    topic = settings.kafka_jobs_topic
     consumer = AIOKafkaConsumer(
-        settings.kafka_jobs_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
@@ -61,6 +61,14 @@ async def jobs_on_topic(settings, product_id: str, timeout_s: float = 60) -> lis
     await consumer.start()
     found = []
     try:
+
+        async def topic_known() -> bool:
+            # A consumer subscribed to a topic its first metadata lacks (just created, or a
+            # broker still loading after a restart) would wait minutes for the next refresh.
+            return topic in await consumer.topics()
+
+        await wait_for(topic_known, timeout_s=timeout_s, interval_s=0.2)
+        consumer.subscribe([topic])
 
         async def arrived() -> bool:
             batches = await consumer.getmany(timeout_ms=200)
