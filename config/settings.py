@@ -204,6 +204,18 @@ class Settings:
         _int_between(1, 3600),
         "Lifetime of cached 'not found' answers, so a flood of 404s does not reach PostgreSQL.",
     )
+    local_cache_ttl_seconds: float = _env_field(
+        "LOCAL_CACHE_TTL_SECONDS",
+        30.0,
+        _float_between(0, 3600),
+        "Lifetime of products kept in each API process (kept coherent by Redis pub/sub).",
+    )
+    local_cache_max_items: int = _env_field(
+        "LOCAL_CACHE_MAX_ITEMS",
+        10_000,
+        _int_between(0, 10_000_000),
+        "Products kept in each API process; 0 turns the in-process cache off.",
+    )
     api_host: str = _env_field("API_HOST", "127.0.0.1", _nonempty, "Address the API listens on.")
     api_port: int = _env_field("API_PORT", 8080, _int_between(1, 65535), "Port of the API.")
     api_workers: int = _env_field(

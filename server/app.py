@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -15,7 +16,9 @@ from db.pool import create_pool
 from server import cache as product_cache
 from server.body import MAX_BODY_BYTES
 from server.handlers import health, images, products, users
-from server.keys import CACHE, DB, METRICS, PRODUCT_LOADS, RELAY, SETTINGS
+from server.invalidation import listen_for_invalidations
+from server.keys import CACHE, DB, LOCAL_CACHE, METRICS, PRODUCT_LOADS, RELAY, SETTINGS
+from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.middleware import observe
 from server.openapi import openapi_json
@@ -45,22 +48,42 @@ async def redis_cache(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def local_cache(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    local = app[LOCAL_CACHE] = LocalCache(
+        ttl_s=settings.local_cache_ttl_seconds, max_items=settings.local_cache_max_items
+    )
+    task = _supervised(listen_for_invalidations(settings.redis_url, local), "cache-invalidations")
+    yield
+    await _cancel(task)
+
+
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
     relay = app[RELAY] = OutboxRelay(app[DB], app[SETTINGS])
-    task = asyncio.create_task(relay.run(), name="outbox-relay")
-    task.add_done_callback(_crash_loudly)
+    task = _supervised(relay.run(), "outbox-relay")
     yield
     relay.request_stop()
     await asyncio.wait([task], timeout=RELAY_STOP_TIMEOUT_S)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _cancel(task)
     await relay.close()
 
 
-def _crash_loudly(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("relay.crashed", exc_info=task.exception())
+def _supervised(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """A background task whose crash is logged, not silently kept in an unawaited task."""
+    task = asyncio.create_task(coroutine, name=name)
+
+    def crash_loudly(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("task.crashed", extra={"task": name}, exc_info=done.exception())
+
+    task.add_done_callback(crash_loudly)
+    return task
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -68,7 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
     app[PRODUCT_LOADS] = SingleFlight()
-    app.cleanup_ctx.extend([database, redis_cache, outbox_relay])
+    app.cleanup_ctx.extend([database, redis_cache, local_cache, outbox_relay])
     app.router.add_post("/users", users.create_user)
     app.router.add_post("/products", products.create_product)
     app.router.add_get("/products", products.list_products, allow_head=False)

@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "product:v1:"
+# Writers of fresh values announce the product id here; API processes drop their local copy.
+INVALIDATION_CHANNEL = "product:v1:invalidations"
 NOT_FOUND = b""
 
 
@@ -94,23 +96,29 @@ class ProductCache:
 
     async def fill(self, product_id: int, body: bytes) -> bool:
         """Stores what a reader read, unless something (fresher) is there already."""
-        ttl = self.ttl_s if body else self.negative_ttl_s
-        return await self._set(product_id, body, ttl, only_if_absent=True)
-
-    async def put_fresh(self, product_id: int, body: bytes) -> bool:
-        """Stores a value known to be the newest, replacing whatever is cached."""
-        return await self._set(product_id, body, self.ttl_s, only_if_absent=False)
-
-    async def _set(self, product_id: int, body: bytes, ttl: int, *, only_if_absent: bool) -> bool:
-        if not self.available and only_if_absent:
+        if not self.available:
             return False
+        ttl = self.ttl_s if body else self.negative_ttl_s
         try:
             # SET NX answers None when the key exists: nothing was stored.
-            stored = await self.client.set(product_key(product_id), body, ex=ttl, nx=only_if_absent)
+            stored = await self.client.set(product_key(product_id), body, ex=ttl, nx=True)
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
             return False
         return bool(stored)
+
+    async def put_fresh(self, product_id: int, body: bytes) -> bool:
+        """Stores a value known to be the newest, replacing whatever is cached, and tells every
+        API process to drop its local copy (one round trip for both)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(product_key(product_id), body, ex=self.ttl_s)
+                pipe.publish(INVALIDATION_CHANNEL, str(product_id))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed("put_fresh", exc)
+            return False
+        return True
 
     async def ping(self) -> bool:
         try:

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from config import Settings
 from server.cache import ProductCache
+from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.relay import OutboxRelay
 from server.singleflight import SingleFlight
@@ -14,6 +15,7 @@ from server.singleflight import SingleFlight
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 CACHE = web.AppKey("cache", ProductCache)
+LOCAL_CACHE = web.AppKey("local_cache", LocalCache)
 RELAY = web.AppKey("relay", OutboxRelay)
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCT_LOADS = web.AppKey("product_loads", SingleFlight[bytes])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -35,7 +35,7 @@ def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-ID", "")
     if given and len(given) <= _REQUEST_ID_MAX and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def _route_name(request: web.Request) -> str:
@@ -53,26 +53,22 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     duration_s = time.perf_counter() - started
     route = _route_name(request)
     response.headers["X-Request-ID"] = request_id
-    metrics = request.app[METRICS]
-    status = str(response.status)
-    metrics.requests.labels(request.method, route, status).inc()
-    metrics.latency.labels(request.method, route, status).observe(duration_s)
     cache = response.headers.get("X-Cache")
-    if cache:
-        metrics.cache.labels(cache).inc()
-    log.info(
-        "http.request",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "route": route,
-            "status": response.status,
-            "duration_ms": round(duration_s * 1000, 3),
-            "bytes": _body_size(response),
-            "request_id": request_id,
-            "cache": cache,
-        },
-    )
+    request.app[METRICS].observe_request(request.method, route, response.status, duration_s, cache)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "http.request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": response.status,
+                "duration_ms": round(duration_s * 1000, 3),
+                "bytes": _body_size(response),
+                "request_id": request_id,
+                "cache": cache,
+            },
+        )
     return response
 
 

@@ -8,7 +8,7 @@ from db import products
 from server.body import read_json
 from server.cache import NOT_FOUND, Lookup
 from server.errors import ApiError, bad_request, error_response
-from server.keys import CACHE, DB, PRODUCT_LOADS, SETTINGS
+from server.keys import CACHE, DB, LOCAL_CACHE, PRODUCT_LOADS, SETTINGS
 from server.validation import (
     decode_cursor,
     encode_cursor,
@@ -51,21 +51,33 @@ def _not_found(product_id: int, cache: str) -> web.Response:
     return error_response(404, f"product {product_id} not found", None, {"X-Cache": cache})
 
 
+def _hit(body: bytes, product_id: int) -> web.Response:
+    if body == NOT_FOUND:
+        return _not_found(product_id, "HIT")
+    # The stored bytes are the response: no database, no re-serialisation.
+    return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": "HIT"})
+
+
 async def get_product(request: web.Request) -> web.Response:
     product_id = parse_id(request.match_info["product_id"], "product_id")
+    local = request.app[LOCAL_CACHE]
+    body = local.get(product_id)
+    if body is not None:
+        return _hit(body, product_id)
+    epoch = local.epoch  # an invalidation after this point makes what we read unfit to keep
     cache = request.app[CACHE]
     cached = await cache.get(product_id)
     if isinstance(cached, bytes):
-        if cached == NOT_FOUND:
-            return _not_found(product_id, "HIT")
-        # The stored bytes are the response: no database, no re-serialisation.
-        return web.Response(body=cached, headers={"Content-Type": JSON, "X-Cache": "HIT"})
+        local.put(product_id, cached, epoch)
+        return _hit(cached, product_id)
 
     async def load() -> bytes:
         row = await products.get_product(request.app[DB], product_id)
         body = NOT_FOUND if row is None else products.render_product(row)
-        if cached is Lookup.MISS:
-            await cache.fill(product_id, body)
+        if cached is Lookup.MISS and await cache.fill(product_id, body):
+            # Only what went into Redis goes into the local cache: if the fill lost to a
+            # fresher value, ours is not worth keeping.
+            local.put(product_id, body, epoch)
         return body
 
     body = await request.app[PRODUCT_LOADS].run(product_id, load)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from db import products as db_products
-from server.cache import Lookup, ProductCache, product_key
+from server.cache import INVALIDATION_CHANNEL, Lookup, ProductCache, product_key
 from server.keys import CACHE
 
 from .conftest import stack, wait_for
@@ -61,12 +61,19 @@ async def test_a_hit_returns_exactly_the_bytes_stored_in_redis(api, user, redis_
     assert response.headers["X-Cache"] == "HIT"
     assert await response.read() == stored
 
-    # The HIT path serves whatever Redis holds, byte for byte: it does not re-serialise.
+    # The HIT path serves whatever a writer stored, byte for byte: it does not re-serialise.
+    # Writers announce new values on the invalidation channel (as ProductCache.put_fresh does),
+    # which drops the API process's local copy.
     marker = stored.replace(b'"Kettle"', b'"Kettle from Redis"')
     await redis_client.set(product_key(product_id), marker)
-    response = await api.get(f"/products/{product_id}")
-    assert response.headers["X-Cache"] == "HIT"
-    assert await response.read() == marker
+    await redis_client.publish(INVALIDATION_CHANNEL, str(product_id))
+
+    async def marker_served() -> bool:
+        response = await api.get(f"/products/{product_id}")
+        assert response.headers["X-Cache"] == "HIT"
+        return await response.read() == marker
+
+    await wait_for(marker_served, timeout_s=10)
 
 
 async def test_a_miss_stores_the_body_with_the_ttl(api, user, redis_client, settings):

@@ -1,0 +1,249 @@
+"""API throughput under load (issue 5, item 2): wrk against the real API (run_api.py, one
+process) on the real stack, every scenario next to GET /healthz on the same server in one run.
+
+The API is pinned to one CPU and wrk (one thread, 64 connections, closed loop) to another with
+`taskset`, so the load generator is never the bottleneck and the rate ratios measure the server.
+Scenarios, one after the other: healthz, get-hit (GET /products/{id} rotating over 100 warmed
+ids), list (GET /products with user and price filters) and create (POST /products, no images).
+Writes bench/results/throughput.json. Fails only if the benchmark itself breaks (the API does not
+start, wrk errors, a GET answers an error status); skipped when wrk is not installed. Timings
+never fail it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+
+from bench.conftest import QUICK, ROOT, free_port, write_result
+from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
+
+DURATION_S = 3 if QUICK else 10
+WARMUP_S = 1  # a discarded get-hit run first, so the first measured scenario starts warm
+CONNECTIONS = 64
+PRODUCTS = 100
+START_TIMEOUT_S = 30.0
+REDIS_DB = 13  # the API benchmark uses 14 and the integration tests 15
+
+pytestmark = pytest.mark.skipif(
+    wrk_path() is None,
+    reason="wrk is not installed (Debian package 'wrk'): the throughput benchmark needs it",
+)
+
+
+@dataclass
+class Api:
+    url: str
+    conn: http.client.HTTPConnection
+    plan: CpuPlan
+    user_id: Any
+    product_ids: list[int]
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, str | None]:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        self.conn.request(method, path, body=payload, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read(), response.getheader("X-Cache")
+
+
+def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Polls /healthz until it answers 200, the process dies, or the deadline passes."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"run_api.py exited with status {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        except OSError as exc:
+            last_error = exc
+        # A refused connection returns at once: wait on the process briefly instead of spinning.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=0.05)
+    raise RuntimeError(f"API not healthy within {START_TIMEOUT_S} s: {last_error}")
+
+
+def _warm(api: Api) -> None:
+    """GETs every product until the API answers it from its cache (X-Cache: HIT); a Redis hiccup
+    at start-up makes the API bypass the cache for a while, hence the deadline."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for product_id in api.product_ids:
+        while True:
+            status, body, cache = api.request("GET", f"/products/{product_id}")
+            assert status == 200, body
+            if cache == "HIT":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"product {product_id} not cached within {START_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def api(stack_env, tmp_path_factory) -> Iterator[Api]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        **stack_env,
+        "POSTGRES_URL": stack_env["POSTGRES_URL"].rsplit("/", 1)[0] + "/catalogue_test",
+        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}",
+        "KAFKA_JOBS_TOPIC": f"bench-jobs-{suffix}",
+        "KAFKA_DLQ_TOPIC": f"bench-jobs-{suffix}.dlq",
+        "IMAGE_STORAGE_URL": str(tmp_path_factory.mktemp("images")),
+        "LOG_LEVEL": "warning",
+        "API_WORKERS": "1",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    cache = redis.Redis.from_url(env["REDIS_URL"])
+    cache.flushdb()
+    plan = cpu_plan()
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *plan.prefix(plan.server),
+            sys.executable,
+            "run_api.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        _wait_healthy(port, process)
+        api = Api(f"http://127.0.0.1:{port}", conn, plan, None, [])
+        status, body, _ = api.request(
+            "POST", "/users", {"username": "wrk", "email": f"wrk-{suffix}@example.com"}
+        )
+        assert status == 201, body
+        api.user_id = json.loads(body)["user_id"]
+        for i in range(PRODUCTS):
+            status, body, _ = api.request(
+                "POST",
+                "/products",
+                {
+                    "user_id": api.user_id,
+                    "product_name": f"Throughput product {i}",
+                    "product_description": "A product of the throughput benchmark",
+                    "product_images": [],
+                    "product_price": 10 + i % 40,  # all within the list scenario's 10-50
+                },
+            )
+            assert status == 201, body
+            api.product_ids.append(int(json.loads(body)["product_id"]))
+        _warm(api)
+        yield api
+    finally:
+        conn.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(redis.RedisError):
+            cache.flushdb()
+        cache.close()
+
+
+def _scenarios(api: Api) -> list[tuple[str, list[str]]]:
+    """(name, wrk_report.lua arguments) in run order; healthz first, the baseline."""
+    list_path = f"/products?user_id={api.user_id}&price_range=10-50&limit=20"
+    return [
+        ("healthz", ["path", "/healthz"]),
+        ("get-hit", ["get", *map(str, api.product_ids)]),
+        ("list", ["path", list_path]),
+        ("create", ["create", json.dumps(api.user_id)]),
+    ]
+
+
+def test_throughput(api: Api) -> None:
+    scenarios_args = _scenarios(api)
+    cpu_prefix = api.plan.prefix(api.plan.client)
+    run_wrk(
+        api.url,
+        scenarios_args[1][1],
+        duration_s=WARMUP_S,
+        connections=CONNECTIONS,
+        cpu_prefix=cpu_prefix,
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    for name, script_args in scenarios_args:
+        runs[name] = run_wrk(
+            api.url,
+            script_args,
+            duration_s=DURATION_S,
+            connections=CONNECTIONS,
+            cpu_prefix=cpu_prefix,
+        )
+    # get-hit must have been served from the cache throughout: spot-check it is still warm.
+    for product_id in api.product_ids[:: PRODUCTS // 10]:
+        _, _, cache = api.request("GET", f"/products/{product_id}")
+        assert cache == "HIT", f"product {product_id} fell out of the cache ({cache})"
+
+    healthz_rps = runs["healthz"]["rps"]
+    scenarios = [
+        {
+            "name": name,
+            "rps": run["rps"],
+            "p50_ms": run["p50_ms"],
+            "p90_ms": run["p90_ms"],
+            "p99_ms": run["p99_ms"],
+            "max_ms": run["max_ms"],
+            "errors": run["errors"],
+            "ratio_to_healthz": run["rps"] / healthz_rps if healthz_rps else 0.0,
+            "p99_over_p50": run["p99_ms"] / run["p50_ms"] if run["p50_ms"] else 0.0,
+        }
+        for name, run in runs.items()
+    ]
+    path = write_result(
+        "throughput",
+        {
+            "tool": "wrk",
+            "connections": CONNECTIONS,
+            "duration_s": DURATION_S,
+            "pinned": api.plan.pinned,
+            "scenarios": scenarios,
+        },
+    )
+    print(f"\nwrk -t1 -c{CONNECTIONS} -d{DURATION_S}s, pinned: {api.plan.pinned} ({path})")
+    print(
+        f"{'scenario':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'×healthz':>9} {'p99/p50':>8}"
+    )
+    for row in scenarios:
+        print(
+            f"{row['name']:<9} {row['rps']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}"
+            f" {row['ratio_to_healthz']:>9.2f} {row['p99_over_p50']:>8.2f}"
+            + (f"  errors: {row['errors']}" if row["errors"] else "")
+        )
+
+    for name, run in runs.items():
+        assert run["requests"] > 0, f"{name}: wrk completed no request\n{run['output']}"
+    # An error status on a GET means the benchmark is broken (wrong path, unknown id, server
+    # failure), not slow: fail. Socket errors and create errors are reported in the JSON.
+    for name in ("healthz", "get-hit", "list"):
+        assert runs[name]["status_errors"] == 0, f"{name}: error statuses\n{runs[name]['output']}"
