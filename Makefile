@@ -31,6 +31,7 @@ test-integration: setup
 	@$(STACK_ENV) $(PY) -m pytest tests/integration
 
 bench: setup
+	@scripts/apt-install wrk libjpeg-turbo-progs
 	@$(STACK_ENV) scripts/bench
 
 lint: deps
