@@ -16,7 +16,7 @@ import sys
 import uvloop
 from aiohttp import web
 
-from config import Settings, SettingsError, load_settings
+from config import Settings, load_settings_or_exit
 from config.logging import setup_logging
 from server.app import create_app
 
@@ -42,11 +42,7 @@ def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     parser = argparse.ArgumentParser(description="Runs the product catalogue API.")
     parser.add_argument("--host", default=settings.api_host, help="listen address (API_HOST)")
     parser.add_argument("--port", type=int, default=settings.api_port, help="port (API_PORT)")

@@ -14,7 +14,7 @@ import sys
 import uvloop
 
 from compressor.supervisor import Supervisor, WorkerOptions
-from config import SettingsError, load_settings
+from config import load_settings_or_exit
 from config.logging import setup_logging
 
 
@@ -75,11 +75,7 @@ def build_parser(settings) -> argparse.ArgumentParser:  # type: ignore[no-untype
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     args = build_parser(settings).parse_args(argv)
     for name in ("processes", "download_concurrency", "upload_concurrency", "max_inflight_jobs"):
         if getattr(args, name) < 1:

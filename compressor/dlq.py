@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import orjson
 
-    from config import SettingsError, load_settings
+    from config import load_settings_or_exit
 
     parser = argparse.ArgumentParser(prog="python -m compressor.dlq", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -153,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--all", action="store_true", help="every dead letter")
     which.add_argument("--product-id", help="the dead letters of one product")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     servers = settings.kafka_bootstrap_servers
     if args.command == "list":
         letters = asyncio.run(read_all(servers, settings.kafka_dlq_topic, limit=args.limit))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
@@ -28,6 +29,7 @@ from db import products
 from server.cache import ProductCache
 
 log = logging.getLogger("compressor")
+T = TypeVar("T")
 
 
 class JobExhausted(Exception):
@@ -119,9 +121,14 @@ class Pipeline:
             tasks = [group.create_task(self._image(job.product_id, u)) for u in job.image_urls]
         results = [t.result() for t in tasks]
         status = outcome(results)
-        await self._retrying(
-            "finish", lambda: self.finish(job.product_id, results, status), job.product_id
-        )
+        try:
+            await self._retrying(
+                lambda: self.finish(job.product_id, results, status),
+                step="finish",
+                product_id=job.product_id,
+            )
+        except ImageFailure as failure:  # a database error retrying cannot fix
+            raise JobExhausted(failure, 1) from failure
         ms = round((time.perf_counter() - started) * 1000, 1)
         self.metrics.jobs.labels(status).inc()
         log.info("job.done", extra={"product_id": job.product_id, "status": status, "ms": ms})
@@ -145,66 +152,58 @@ class Pipeline:
         # Plain SET: this is the freshest value, and readers only ever SET NX.
         await self.cache.put_fresh(product_id, products.render_product(row))
 
-    async def _retrying(self, step: str, call, product_id: int):  # type: ignore[no-untyped-def]
+    async def _retrying(
+        self,
+        call: Callable[[], Awaitable[T]],
+        *,
+        step: str,
+        product_id: int,
+        image: str | None = None,
+    ) -> T:
+        """Runs `call`, retrying transient failures with backoff up to IMAGE_MAX_ATTEMPTS.
+
+        Raises the ImageFailure of a permanent failure, or JobExhausted when attempts run out.
+        """
         attempts = self.settings.image_max_attempts
         for attempt in range(1, attempts + 1):
             try:
                 return await call()
             except Exception as exc:
                 failure = classify(exc)
-                if not failure.transient or attempt == attempts:
-                    raise JobExhausted(failure, attempt) from exc
+                fields = {
+                    "product_id": product_id,
+                    "step": step,
+                    "image": image,
+                    "reason": failure.reason,
+                    "detail": failure.detail,
+                    "transient": failure.transient,
+                    "attempt": attempt,
+                }
+                if image is not None:
+                    self.metrics.images.labels(
+                        "failed_transient" if failure.transient else "failed"
+                    ).inc()
+                    log.warning("image.failed", extra=fields)
+                if not failure.transient:
+                    raise failure from exc
+                if attempt == attempts:
+                    raise JobExhausted(failure, attempt, image) from exc
                 delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
-                log.warning(
-                    "job.retry",
-                    extra={
-                        "product_id": product_id,
-                        "step": step,
-                        "attempt": attempt,
-                        "reason": failure.reason,
-                        "retry_in_s": round(delay, 3),
-                    },
-                )
+                log.info("job.retry", extra={**fields, "retry_in_s": round(delay, 3)})
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _image(self, product_id: int, source: str) -> ImageResult:
-        attempts = self.settings.image_max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return ImageResult(source, url=await self._image_once(product_id, source))
-            except Exception as exc:
-                failure = classify(exc)
-                self.metrics.images.labels(
-                    "failed_transient" if failure.transient else "failed"
-                ).inc()
-                log.warning(
-                    "image.failed",
-                    extra={
-                        "product_id": product_id,
-                        "image": source,
-                        "reason": failure.reason,
-                        "detail": failure.detail,
-                        "transient": failure.transient,
-                        "attempt": attempt,
-                    },
-                )
-                if not failure.transient:
-                    return ImageResult(source, failure=failure)
-                if attempt == attempts:
-                    raise JobExhausted(failure, attempt, source) from exc
-                delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
-                log.info(
-                    "job.retry",
-                    extra={
-                        "product_id": product_id,
-                        "image": source,
-                        "attempt": attempt,
-                        "retry_in_s": round(delay, 3),
-                    },
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            url = await self._retrying(
+                lambda: self._image_once(product_id, source),
+                step="image",
+                product_id=product_id,
+                image=source,
+            )
+        except ImageFailure as failure:
+            return ImageResult(source, failure=failure)  # permanent: the other images go on
+        return ImageResult(source, url=url)
 
     async def _image_once(self, product_id: int, source: str) -> str:
         extra = {"product_id": product_id, "image": source}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -411,3 +412,12 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
             ("true" if value else "false") if isinstance(value, bool) else str(value)
         )
     return env
+
+
+def load_settings_or_exit() -> Settings:
+    """For command-line entry points: a bad variable ends the process with one clear line."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from config import SettingsError, load_settings
+from config import load_settings_or_exit
 from config.logging import setup_logging
 from db.migrate import migrate
 
@@ -15,11 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m db", description=__doc__)
     parser.add_argument("command", choices=["migrate"])
     parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     setup_logging(settings.log_level, settings.log_format)
     applied = asyncio.run(migrate(settings.postgres_url))
     print(f"migrations applied: {applied or 'none (up to date)'}", file=sys.stderr)
