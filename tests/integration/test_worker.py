@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import aiohttp
 import boto3
 import pytest
 from aiohttp import web
@@ -288,3 +289,33 @@ async def test_images_are_uploaded_to_s3(api, user, images, worker_factory, sett
     assert stored["ContentType"] == "image/jpeg"
     assert stored["CacheControl"] == "public, max-age=31536000, immutable"
     assert stored["Body"].read()[:3] == b"\xff\xd8\xff"
+
+
+def metrics_port(worker: WorkerProcess) -> int | None:
+    for line in worker.log().splitlines():
+        if '"worker.metrics_listening"' in line:
+            return json.loads(line)["port"]
+    return None
+
+
+async def test_inflight_jobs_are_capped_and_the_rest_wait_in_kafka(
+    api, user, images, worker_factory
+):
+    worker = worker_factory(None, "--max-inflight-jobs", "1")
+    ids = [await create_product(api, user, [images.url(f"/held/photo.jpg?{i}")]) for i in range(3)]
+
+    async def first_download_held():
+        return images.hits["/held/photo.jpg"] >= 1
+
+    await wait_for(first_download_held, timeout_s=60)
+    port = await wait_for(lambda: asyncio.sleep(0, metrics_port(worker)), timeout_s=30)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = await response.text()
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200  # joined its group
+    assert "worker_inflight_jobs 1.0" in metrics
+    assert images.hits["/held/photo.jpg"] == 1  # the other jobs were not taken yet
+    images.hold.set()
+    for product_id in ids:
+        assert (await finished_product(api, product_id))["processing_status"] == "done"
