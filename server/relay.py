@@ -25,7 +25,7 @@ from db import outbox
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-PUBLISH_TIMEOUT_S = 10.0
+PUBLISH_TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 5.0
 
 
@@ -122,8 +122,6 @@ class OutboxRelay:
             await self._ensure_listener()
             try:
                 await self.drain()
-                backoff = 0.1
-                timeout = self.settings.outbox_poll_interval_seconds
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -131,9 +129,15 @@ class OutboxRelay:
                     "relay.publish_failed", extra={"error": repr(exc), "retry_in_s": backoff}
                 )
                 await self._drop_producer()
-                timeout, backoff = backoff, min(backoff * 2, MAX_BACKOFF_S)
+                # Not woken by NOTIFY here: with Kafka down, every POST would cause a retry.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.1
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(
+                    self._wake.wait(), self.settings.outbox_poll_interval_seconds
+                )
 
     def request_stop(self) -> None:
         """Makes run() return after the batch in progress (cancelling aiokafka mid-connect
