@@ -135,6 +135,8 @@ def api(stack_env, tmp_path_factory) -> Iterator[Api]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         _wait_healthy(port, process)
+        if plan.pinned:  # taskset exec'd the interpreter: the pid is the API's own
+            assert os.sched_getaffinity(process.pid) == {plan.server}
         api = Api(f"http://127.0.0.1:{port}", conn, plan, None, [])
         status, body, _ = api.request(
             "POST", "/users", {"username": "wrk", "email": f"wrk-{suffix}@example.com"}
