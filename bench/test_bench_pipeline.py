@@ -42,10 +42,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench.api_process import bench_database_url
 from bench.conftest import QUICK, free_port, write_result
 from compressor.compress import CompressOptions, compress, init_worker
 from config import Settings, load_settings
-from db.migrate import migrate
 from server.app import create_app
 from tests.imagegen import photo_jpeg
 from tests.integration.workers import ImageServer, WorkerProcess
@@ -175,8 +175,8 @@ def settings(stack_env, tmp_path_factory) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     env = {
         **stack_env,
-        "POSTGRES_URL": stack_env["POSTGRES_URL"].rsplit("/", 1)[0] + "/catalogue_test",
-        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + "/14",
+        "POSTGRES_URL": bench_database_url(stack_env["POSTGRES_URL"]),
+        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + "/12",
         "KAFKA_JOBS_TOPIC": f"bench-pipeline-{suffix}",
         "KAFKA_DLQ_TOPIC": f"bench-pipeline-{suffix}.dlq",
         "WORKER_GROUP_ID": f"bench-pipeline-{suffix}",
@@ -184,9 +184,7 @@ def settings(stack_env, tmp_path_factory) -> Settings:
         "IMAGE_ALLOW_LOOPBACK_SOURCES": "true",
         "LOG_LEVEL": "warning",
     }
-    settings = load_settings(env, None)
-    asyncio.run(migrate(settings.postgres_url))
-    return settings
+    return load_settings(env, None)
 
 
 @pytest.fixture(scope="module")

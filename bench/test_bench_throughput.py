@@ -12,22 +12,16 @@ never fail it.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis
 
-from bench.conftest import QUICK, ROOT, free_port, write_result
+from bench.api_process import ApiClient, bench_env, running_api
+from bench.conftest import QUICK, write_result
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
 
 DURATION_S = 3 if QUICK else 10
@@ -45,131 +39,36 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass
 class Api:
-    url: str
-    conn: http.client.HTTPConnection
+    client: ApiClient
     plan: CpuPlan
-    user_id: Any
-    product_ids: list[int]
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    @property
+    def user_id(self) -> str:
+        return self.client.user_id
+
+    @property
+    def product_ids(self) -> list[int]:
+        return self.client.product_ids
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, str | None]:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        self.conn.request(method, path, body=payload, headers=headers)
-        response = self.conn.getresponse()
-        return response.status, response.read(), response.getheader("X-Cache")
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Polls /healthz until it answers 200, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"run_api.py exited with status {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            finally:
-                conn.close()
-        except OSError as exc:
-            last_error = exc
-        # A refused connection returns at once: wait on the process briefly instead of spinning.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=0.05)
-    raise RuntimeError(f"API not healthy within {START_TIMEOUT_S} s: {last_error}")
-
-
-def _warm(api: Api) -> None:
-    """GETs every product until the API answers it from its cache (X-Cache: HIT); a Redis hiccup
-    at start-up makes the API bypass the cache for a while, hence the deadline."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for product_id in api.product_ids:
-        while True:
-            status, body, cache = api.request("GET", f"/products/{product_id}")
-            assert status == 200, body
-            if cache == "HIT":
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"product {product_id} not cached within {START_TIMEOUT_S} s")
+        return self.client.request(method, path, body)
 
 
 @pytest.fixture(scope="module")
 def api(stack_env, tmp_path_factory) -> Iterator[Api]:
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        **stack_env,
-        "POSTGRES_URL": stack_env["POSTGRES_URL"].rsplit("/", 1)[0] + "/catalogue_test",
-        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}",
-        "KAFKA_JOBS_TOPIC": f"bench-jobs-{suffix}",
-        "KAFKA_DLQ_TOPIC": f"bench-jobs-{suffix}.dlq",
-        "IMAGE_STORAGE_URL": str(tmp_path_factory.mktemp("images")),
-        "LOG_LEVEL": "warning",
-        "API_WORKERS": "1",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True, timeout=120
-    )
-    cache = redis.Redis.from_url(env["REDIS_URL"])
-    cache.flushdb()
+    env = bench_env(stack_env, redis_db=REDIS_DB, images_dir=str(tmp_path_factory.mktemp("images")))
     plan = cpu_plan()
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *plan.prefix(plan.server),
-            sys.executable,
-            "run_api.py",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        _wait_healthy(port, process)
+    with running_api(env, command_prefix=plan.prefix(plan.server)) as (client, process):
         if plan.pinned:  # taskset exec'd the interpreter: the pid is the API's own
             assert os.sched_getaffinity(process.pid) == {plan.server}
-        api = Api(f"http://127.0.0.1:{port}", conn, plan, None, [])
-        status, body, _ = api.request(
-            "POST", "/users", {"username": "wrk", "email": f"wrk-{suffix}@example.com"}
-        )
-        assert status == 201, body
-        api.user_id = json.loads(body)["user_id"]
-        for i in range(PRODUCTS):
-            status, body, _ = api.request(
-                "POST",
-                "/products",
-                {
-                    "user_id": api.user_id,
-                    "product_name": f"Throughput product {i}",
-                    "product_description": "A product of the throughput benchmark",
-                    "product_images": [],
-                    "product_price": 10 + i % 40,  # all within the list scenario's 10-50
-                },
-            )
-            assert status == 201, body
-            api.product_ids.append(int(json.loads(body)["product_id"]))
-        _warm(api)
-        yield api
-    finally:
-        conn.close()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(redis.RedisError):
-            cache.flushdb()
-        cache.close()
+        # Prices all within the list scenario's 10-50.
+        client.seed(PRODUCTS, name="throughput", price=lambda i: 10 + i % 40)
+        client.warm(client.product_ids)
+        yield Api(client, plan)
 
 
 def _scenarios(api: Api) -> list[tuple[str, list[str]]]:

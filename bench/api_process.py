@@ -1,0 +1,192 @@
+"""The real API as a subprocess for benchmarks: started on a free loopback port against the
+stack, with its own database and Redis db, seeded through its own endpoints, and stopped after."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from bench.conftest import ROOT, free_port
+
+START_TIMEOUT_S = 30.0
+# Benchmarks get a database of their own: the integration tests truncate catalogue_test.
+DATABASE = "catalogue_bench"
+
+
+def bench_database_url(stack_postgres_url: str) -> str:
+    """Creates the benchmark database when missing and returns its URL (migrated)."""
+    admin_url = stack_postgres_url
+    url = admin_url.rsplit("/", 1)[0] + f"/{DATABASE}"
+
+    async def ensure() -> None:
+        admin = await asyncpg.connect(admin_url)
+        try:
+            exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+            if not exists:
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(ensure())
+    subprocess.run(
+        [sys.executable, "-m", "db", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "POSTGRES_URL": url, "LOG_LEVEL": "warning"},
+        check=True,
+        timeout=120,
+    )
+    return url
+
+
+def bench_env(stack_env: dict[str, str], *, redis_db: int, images_dir: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        **os.environ,
+        **stack_env,
+        "POSTGRES_URL": bench_database_url(stack_env["POSTGRES_URL"]),
+        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}",
+        "KAFKA_JOBS_TOPIC": f"bench-jobs-{suffix}",
+        "KAFKA_DLQ_TOPIC": f"bench-jobs-{suffix}.dlq",
+        "IMAGE_STORAGE_URL": images_dir,
+        "LOG_LEVEL": "warning",
+    }
+
+
+@dataclass
+class ApiClient:
+    """One kept-alive loopback connection: small, predictable client overhead."""
+
+    port: int
+    redis: redis.Redis
+    conn: http.client.HTTPConnection
+    user_id: str = ""
+    product_ids: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, str | None]:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        self.conn.request(method, path, body=payload, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read(), response.getheader("X-Cache")
+
+    def seed(self, count: int, *, name: str, price: Any) -> None:
+        """Creates a user and `count` products without images; `price(i)` gives each price."""
+        status, body, _ = self.request(
+            "POST", "/users", {"username": name, "email": f"{name}-{uuid.uuid4().hex}@example.com"}
+        )
+        assert status == 201, body
+        self.user_id = json.loads(body)["user_id"]
+        for i in range(count):
+            status, body, _ = self.request(
+                "POST",
+                "/products",
+                {
+                    "user_id": self.user_id,
+                    "product_name": f"{name} product {i}",
+                    "product_description": f"A product of the {name} benchmark",
+                    "product_images": [],
+                    "product_price": price(i),
+                },
+            )
+            assert status == 201, body
+            self.product_ids.append(int(json.loads(body)["product_id"]))
+
+    def warm(self, product_ids: Sequence[int]) -> None:
+        """GETs each product until the API answers it from its cache (X-Cache: HIT): a Redis
+        hiccup at start-up makes the API bypass the cache for a while, hence the deadline."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for product_id in product_ids:
+            while True:
+                status, body, cache = self.request("GET", f"/products/{product_id}")
+                assert status == 200, body
+                if cache == "HIT":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"product {product_id} not cached in {START_TIMEOUT_S} s")
+
+
+def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Polls /healthz until it answers 200, the process dies, or the deadline passes."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"run_api.py exited with status {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        except OSError as exc:
+            last_error = exc
+        # A refused connection returns at once: wait on the process briefly instead of spinning.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=0.05)
+    raise RuntimeError(f"API not healthy within {START_TIMEOUT_S} s: {last_error}")
+
+
+@contextlib.contextmanager
+def running_api(
+    env: dict[str, str], *, command_prefix: Sequence[str] = ()
+) -> Iterator[tuple[ApiClient, subprocess.Popen[bytes]]]:
+    # Retries ride out a Redis restart (the integration tests stop it on purpose).
+    cache = redis.Redis.from_url(
+        env["REDIS_URL"],
+        retry=Retry(ExponentialBackoff(cap=1.0), retries=10),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+    cache.flushdb()
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *command_prefix,
+            sys.executable,
+            "run_api.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        _wait_healthy(port, process)
+        yield ApiClient(port, cache, conn), process
+    finally:
+        conn.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(redis.RedisError):
+            cache.flushdb()
+        cache.close()
