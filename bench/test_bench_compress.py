@@ -19,14 +19,12 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bench.conftest import QUICK, write_result
-from compressor.compress import CompressOptions, compress, init_worker, target_size
+from bench.pillow_compare import OPTIONS, naive, project
+from compressor.compress import compress, init_worker
 from tests.imagegen import photo_jpeg, png_with_alpha
-
-OPTIONS = CompressOptions()  # 1600 px, q80 JPEG: the worker's defaults
-WHITE = (255, 255, 255)
 
 # name: (generator, rounds in quick mode, rounds in full mode)
 IMAGES: dict[str, tuple[Callable[[], bytes], int, int]] = {
@@ -38,26 +36,6 @@ IMAGES: dict[str, tuple[Callable[[], bytes], int, int]] = {
 POOL_IMAGE = "jpeg-12mp"
 POOL_TASKS = 8 if QUICK else 40
 POOL_SIZES = (1, 2)
-
-
-def naive(data: bytes, options: CompressOptions = OPTIONS) -> bytes:
-    with Image.open(io.BytesIO(data)) as source:
-        image = ImageOps.exif_transpose(source)
-    size = target_size(image.width, image.height, options.max_dimension)
-    image = image.resize(size, Image.Resampling.LANCZOS)
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, WHITE)
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=options.quality, optimize=True, progressive=True)
-    return buffer.getvalue()
-
-
-def project(data: bytes, options: CompressOptions = OPTIONS) -> bytes:
-    return compress(data, options).data
 
 
 WAYS = {"project": project, "naive": naive}
