@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,25 @@ def stack_env() -> dict[str, str]:
         timeout=60,
     ).stdout.strip()
     return dict(item.split("=", 1) for item in line.removeprefix("export ").split())
+
+
+def seconds_to_compress(processes: int, data: bytes, options: Any, count: int) -> float:
+    """Seconds a warmed pool of `processes` (built as the worker builds it) takes to compress
+    `count` copies of `data`; process start-up and decoder imports stay outside the clock."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from compressor.compress import compress, init_worker
+
+    with ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=init_worker,
+        initargs=(options.max_pixels,),
+    ) as executor:
+        list(executor.map(compress, [data] * processes, [options] * processes))
+        start = time.perf_counter()
+        results = list(executor.map(compress, [data] * count, [options] * count))
+        elapsed = time.perf_counter() - start
+    assert len(results) == count
+    return elapsed

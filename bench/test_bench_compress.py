@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import io
 import statistics
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from bench.conftest import QUICK, write_result
+from bench.conftest import QUICK, seconds_to_compress, write_result
 from bench.pillow_compare import OPTIONS, naive, project
-from compressor.compress import compress, init_worker
 from tests.imagegen import photo_jpeg, png_with_alpha
 
 # name: (generator, rounds in quick mode, rounds in full mode)
@@ -84,13 +81,5 @@ def test_pool_scaling(images) -> None:
     pool = RESULTS["pool"]
     pool.update({"image": POOL_IMAGE, "tasks": POOL_TASKS})
     for processes in POOL_SIZES:
-        with ProcessPoolExecutor(
-            processes, initializer=init_worker, initargs=(OPTIONS.max_pixels,)
-        ) as executor:
-            # Warm-up: start every process and import the decoders before the clock runs.
-            list(executor.map(compress, [data] * processes, [OPTIONS] * processes))
-            start = time.perf_counter()
-            results = list(executor.map(compress, [data] * POOL_TASKS, [OPTIONS] * POOL_TASKS))
-            elapsed = time.perf_counter() - start
-        assert len(results) == POOL_TASKS
+        elapsed = seconds_to_compress(processes, data, OPTIONS, POOL_TASKS)
         pool[f"images_per_s_{processes}"] = POOL_TASKS / elapsed

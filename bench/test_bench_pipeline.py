@@ -24,14 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +41,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bench.api_process import bench_database_url
-from bench.conftest import QUICK, free_port, write_result
-from compressor.compress import CompressOptions, compress, init_worker
+from bench.conftest import QUICK, free_port, seconds_to_compress, write_result
+from compressor.compress import CompressOptions
 from config import Settings, load_settings
 from server.app import create_app
 from tests.imagegen import photo_jpeg
@@ -368,18 +366,7 @@ async def run_pipeline(settings: Settings, photo: bytes, process: WorkerProcess,
 
 def compress_only(photo: bytes, options: CompressOptions, count: int) -> float:
     """Seconds to compress `count` copies of the photo in a warmed pool of PROCESSES."""
-    with ProcessPoolExecutor(
-        PROCESSES,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=init_worker,
-        initargs=(options.max_pixels,),
-    ) as executor:
-        list(executor.map(compress, [photo] * PROCESSES, [options] * PROCESSES))
-        start = time.perf_counter()
-        results = list(executor.map(compress, [photo] * count, [options] * count))
-        elapsed = time.perf_counter() - start
-    assert len(results) == count
-    return elapsed
+    return seconds_to_compress(PROCESSES, photo, options, count)
 
 
 def test_pipeline_vs_compress_only(settings: Settings, photo: bytes) -> None:
