@@ -3,6 +3,14 @@
 The list query is assembled from constant fragments chosen by which filters are present, so each
 combination gets its own plan (a catch-all `$n IS NULL OR …` would hide the trigram index from
 the planner); user input only ever travels as parameters.
+
+It selects the user as a range, `user_id >= $1 AND user_id <= $1`, and orders by
+`user_id, id DESC`. With `user_id = $1 ORDER BY id DESC` the primary key's index also yields the
+order, and for a user owning much of the table the planner walks it backwards from the newest
+product of anyone, betting that the user's rows are spread evenly; when they are old it reads
+every newer row first (measured: 35 000 rows and 5 ms, against 0.7 ms, growing with the table).
+Ordered by `user_id, id DESC`, only `products_user_id_idx` gives the order, so the work is
+bounded by the user's own rows whatever the statistics say.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ def like_pattern(substring: str) -> str:
 
 
 def list_query(filters: ListFilter) -> tuple[str, list[Any]]:
-    conditions = ["user_id = $1"]
+    conditions = ["user_id >= $1 AND user_id <= $1"]
     args: list[Any] = [filters.user_id]
     optional = (
         (filters.min_price, "product_price >= ${}"),
@@ -79,7 +87,7 @@ def list_query(filters: ListFilter) -> tuple[str, list[Any]]:
     args.append(filters.limit)
     sql = (
         f"SELECT {COLUMNS} FROM products WHERE {' AND '.join(conditions)} "
-        f"ORDER BY id DESC LIMIT ${len(args)}"
+        f"ORDER BY user_id, id DESC LIMIT ${len(args)}"
     )
     return sql, args
 

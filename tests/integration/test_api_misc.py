@@ -3,14 +3,17 @@ checked against the real routes and real responses."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import uuid
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from db import products as db_products
+from server.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +326,16 @@ async def test_real_responses_match_the_openapi_document(api, spec, db):
     response = await api.get("/images/no/such/image.jpg")
     assert response.status == 404
     await check_against_spec(spec, response, "get", "/images/{key}")
+
+
+async def test_the_start_up_heap_is_frozen_while_serving_and_released_on_shutdown(settings):
+    """Full collections under load must not walk the modules, pools and clients every time."""
+    assert gc.get_freeze_count() == 0
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        assert gc.get_freeze_count() > 10_000
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await client.close()
+    assert gc.get_freeze_count() == 0

@@ -11,7 +11,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from db.products import ListFilter, list_query
+from db.pool import create_pool
+from db.products import ListFilter, list_products, list_query
 from server.cache import NOT_FOUND, product_key
 
 pytestmark = pytest.mark.integration
@@ -427,3 +428,79 @@ async def test_the_name_search_uses_the_trigram_index(api, db, many_products):
 
     products, _ = await list_page(api, user_id=str(many_products), product_name="RAREZZ")
     assert names(products) == [f"the rarezz model {i}" for i in range(5000, 0, -1000)]
+
+
+@pytest.fixture
+async def skewed_owners(db, many_products):
+    """After many_products' ~5000 rows of one user, 6000 newer rows of 300 other users: the user
+    owns much of the table but none of its newest rows."""
+    owners = await db.fetch(
+        """INSERT INTO users (username, email)
+           SELECT 'small', md5(random()::text) || i || '@example.com'
+             FROM generate_series(1, 300) AS i RETURNING id"""
+    )
+    owner_ids = [row["id"] for row in owners]
+    await db.execute(
+        """INSERT INTO products (user_id, product_name, product_price, processing_status)
+           SELECT owner, 'small ' || i, i, 'done'
+             FROM unnest($1::bigint[]) AS owner, generate_series(1, 20) AS i""",
+        owner_ids,
+    )
+    await db.execute("ANALYZE products")
+    try:
+        yield many_products, owner_ids
+    finally:
+        await db.execute("DELETE FROM products WHERE user_id = ANY($1::bigint[])", owner_ids)
+        await db.execute("DELETE FROM users WHERE id = ANY($1::bigint[])", owner_ids)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"min_price": Decimal("1"), "max_price": Decimal("50")},
+        {"before_id": 2**62},
+        {"name_contains": "lamp"},
+    ],
+    ids=["user-only", "price", "cursor", "name"],
+)
+async def test_the_list_never_walks_the_primary_key_past_other_users_rows(
+    db, skewed_owners, filters
+):
+    """Ordered by id alone, the planner may walk the primary key from the newest product of
+    anyone, reading every other user's newer rows first; the list's work must stay bounded by the
+    user's own rows."""
+    big_owner, _ = skewed_owners
+    sql, args = list_query(ListFilter(user_id=big_owner, limit=21, **filters))
+    async with db.acquire() as conn:
+        plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + sql, *args))
+    assert "products_pkey" not in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+
+async def test_list_queries_are_planned_for_their_own_parameters(settings, skewed_owners):
+    """asyncpg prepares statements. Left alone, PostgreSQL compares the plans of the first five
+    runs with a generic one made for the average user (a few rows) and keeps the generic plan for
+    every later run, including the user owning most rows, for whom it reads and sorts all of them
+    (measured: 154 ms instead of 0.04 ms at 300k rows). The API's pool plans each run for its
+    values."""
+    big_owner, small_owners = skewed_owners
+    owners = [*small_owners[:5], *[big_owner] * 5]
+    pool = await create_pool(settings, min_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for owner in owners:
+                await list_products(conn, _price_filter(owner))
+            plans = await conn.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement = $1",
+                list_query(_price_filter(big_owner))[0],
+            )
+    finally:
+        await pool.close()
+    assert plans is not None, "the list query was not a prepared statement"
+    assert (plans["generic_plans"], plans["custom_plans"]) == (0, len(owners))
+
+
+def _price_filter(user_id: int) -> ListFilter:
+    return ListFilter(user_id=user_id, min_price=Decimal("1"), max_price=Decimal("50"), limit=21)
