@@ -31,7 +31,7 @@ IMAGES: dict[str, tuple[Callable[[], bytes], int, int]] = {
     "png-alpha-3mp": (lambda: png_with_alpha(2000, 1500), 3, 15),
 }
 POOL_IMAGE = "jpeg-12mp"
-POOL_TASKS = 8 if QUICK else 40
+POOL_TASKS = 16 if QUICK else 40
 POOL_SIZES = (1, 2)
 
 

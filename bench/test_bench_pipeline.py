@@ -48,7 +48,7 @@ from server.app import create_app
 from tests.imagegen import photo_jpeg
 from tests.integration.workers import ImageServer, WorkerProcess
 
-PRODUCTS = 8 if QUICK else 12
+PRODUCTS = 16 if QUICK else 40
 IMAGES_PER_PRODUCT = 2
 PROCESSES = os.cpu_count() or 1
 START_TIMEOUT_S = 90.0
