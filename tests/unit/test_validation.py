@@ -202,5 +202,4 @@ def test_list_query_binds_every_filter_as_a_parameter():
     )
     assert "drop" not in sql
     assert args == [1, Decimal(1), Decimal(2), "%x'; drop table products; --%", 99, 11]
-    # $1 (the user) twice: the query selects the user as a one-value range.
-    assert sorted(re.findall(r"\$\d+", sql)) == ["$1", "$1", "$2", "$3", "$4", "$5", "$6"]
+    assert sorted(re.findall(r"\$\d+", sql)) == ["$1", "$2", "$3", "$4", "$5", "$6"]
