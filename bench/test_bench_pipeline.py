@@ -3,9 +3,11 @@
 ``run_workers.py --processes N`` (N = CPU count) runs as a subprocess on its own jobs topic and
 consumer group, with local storage in a temporary folder; the real API runs in-process (its
 outbox relay publishes the jobs) and the 12 MP photo JPEGs come from a loopback image server.
-The clock runs from the first ``POST /products`` until the database shows every product out
-of ``pending`` (polled every 50 ms); one warm-up product goes through the whole path first, so
-the relay's producer, the worker's pool and the connections are up before it starts.
+The pipeline's clock is the worker's own log: from the first job it receives to the last it
+finishes. The end-to-end clock runs from the first ``POST /products`` until the database shows
+every product out of ``pending`` (polled every 50 ms), so it adds the API's and the outbox
+relay's latency. One warm-up product goes through the whole path first, so the relay's producer,
+the worker's pool and the connections are up before either clock starts.
 
 Compress-only: ``compress`` with the worker's options in a ProcessPoolExecutor of N processes
 (forkserver, as the worker's pool), warmed up, over the same number of images. The ratio
@@ -377,7 +379,14 @@ def test_pipeline_vs_compress_only(settings: Settings, photo: bytes) -> None:
             run_pipeline(settings, photo, process, port)
         )
     compress_s = compress_only(photo, compress_options(settings), images)
-    pipeline_rate = images / elapsed
+    # The worker's own window, from its log: the first job it received to the last it finished.
+    # The time before (POSTs and the outbox relay, in this harness process) is the API's latency,
+    # not the pipeline's; the end-to-end rate, clocked from the first POST, is reported too.
+    first, last = breakdown["first_job_received_s"], breakdown["last_job_done_s"]
+    assert first is not None, "no job.received event in the worker's log"
+    assert last is not None, "no job.done event in the worker's log"
+    worker_s = last - first
+    pipeline_rate = images / worker_s
     compress_rate = images / compress_s
     write_result(
         "pipeline",
@@ -388,12 +397,15 @@ def test_pipeline_vs_compress_only(settings: Settings, photo: bytes) -> None:
             "source_bytes": len(photo),
             "processes": PROCESSES,
             "options": repr(compress_options(settings)),
-            "pipeline_seconds": elapsed,
-            "post_seconds": posted,
+            "pipeline_seconds": worker_s,
             "pipeline_images_per_s": pipeline_rate,
+            "end_to_end_seconds": elapsed,
+            "end_to_end_images_per_s": images / elapsed,
+            "post_seconds": posted,
             "compress_only_seconds": compress_s,
             "compress_only_images_per_s": compress_rate,
             "ratio": pipeline_rate / compress_rate,
+            "end_to_end_ratio": images / elapsed / compress_rate,
             "breakdown": breakdown,
             "memory": {"idle_total_rss_mib": idle_total / MIB, **sampler.report()},
         },
