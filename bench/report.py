@@ -220,7 +220,8 @@ def throughput_section(data: dict[str, Any] | None) -> list[str]:
         return [*lines, "No results (bench/results/throughput.json is missing).", ""]
     lines += [
         f"`{data.get('tool', 'wrk')}`, {data.get('connections', '?')} connections,"
-        f" {data.get('duration_s', '?')} s per scenario, each next to `/healthz` on the same"
+        f" {data.get('duration_s', '?')} s per scenario after an unmeasured"
+        f" {data.get('warmup_s', '?')} s warm-up, each next to `/healthz` on the same"
         f" server in the same run (client and server pinned to separate cores:"
         f" {'yes' if data.get('pinned') else 'no'}).",
         "",

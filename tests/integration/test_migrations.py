@@ -47,3 +47,39 @@ def test_migrate_command_runs_twice_with_info_logging(fresh_database):
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
+
+
+async def _indexes(url: str) -> dict[str, bool]:
+    """Index name -> valid, for the products table."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            """SELECT c.relname AS name, i.indisvalid AS valid
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = 'products'::regclass"""
+        )
+    finally:
+        await conn.close()
+    return {row["name"]: row["valid"] for row in rows}
+
+
+async def test_the_list_index_replaces_the_old_one_and_is_valid(fresh_database):
+    await migrate(fresh_database)
+    indexes = await _indexes(fresh_database)
+    assert indexes.get("products_user_newest_idx") is True
+    assert "products_user_id_idx" not in indexes
+
+
+async def test_a_no_transaction_migration_stopped_halfway_runs_again_to_the_end(fresh_database):
+    await migrate(fresh_database)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        # As if the process died after the concurrent build, before the last drop and the record.
+        await conn.execute("CREATE INDEX products_user_id_idx ON products (user_id, id DESC)")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+    finally:
+        await conn.close()
+    assert await migrate(fresh_database) == [2]
+    indexes = await _indexes(fresh_database)
+    assert indexes.get("products_user_newest_idx") is True
+    assert "products_user_id_idx" not in indexes
