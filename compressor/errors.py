@@ -24,6 +24,11 @@ class ImageFailure(Exception):
         self.transient = transient
         self.detail = detail
 
+    def detached(self) -> ImageFailure:
+        """The same failure without traceback or cause, to keep: a raised one holds the frames
+        it passed through, and with them the source image they were working on."""
+        return ImageFailure(self.reason, transient=self.transient, detail=self.detail)
+
 
 def permanent(reason: str, detail: str = "") -> ImageFailure:
     return ImageFailure(reason, transient=False, detail=detail)

@@ -4,8 +4,9 @@ Each stage has its own concurrency bound (the CLI's --download-concurrency, --pr
 --upload-concurrency): images of many jobs flow through the stages at once, waiting in the
 stage's queue when it is full, so downloads and uploads overlap the CPU-bound compression.
 A download hands its slot over only when compression takes the image, so the raw images in
-memory stay within the download and compress slots (measured on the pipeline benchmark: peak RSS
-510 → 395 MiB, supervisor CPU -30 %, pipeline/compress-only 0.77 → 0.83-0.88).
+memory stay within the download and compress slots (measured on the pipeline benchmark, clocked
+from the first POST: peak RSS 510 → 395 MiB, supervisor CPU -30 %, pipeline/compress-only
+0.77 → 0.83-0.88). Failed attempts keep nothing of theirs: see _retrying and _image.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class Pipeline:
             try:
                 return await call()
             except Exception as exc:
-                failure = classify(exc)
+                # Detached: `failure` outlives this block, and must not keep exc's traceback.
+                failure = classify(exc).detached()
                 fields = {
                     "product_id": product_id,
                     "step": step,
@@ -199,7 +201,10 @@ class Pipeline:
                     raise JobExhausted(failure, attempt, image) from exc
                 delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
                 log.info("job.retry", extra={**fields, "retry_in_s": round(delay, 3)})
-                await asyncio.sleep(delay)
+            # Outside the except block: leaving it drops the exception and its traceback, and
+            # with them the failed attempt's frames and the source image they hold, which would
+            # otherwise sit in memory, holding no slot, for the whole backoff.
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _image(self, product_id: int, source: str) -> ImageResult:
@@ -210,8 +215,8 @@ class Pipeline:
                 product_id=product_id,
                 image=source,
             )
-        except ImageFailure as failure:
-            return ImageResult(source, failure=failure)  # permanent: the other images go on
+        except ImageFailure as failure:  # permanent: the other images go on
+            return ImageResult(source, failure=failure.detached())
         return ImageResult(source, url=url)
 
     async def _image_once(self, product_id: int, source: str) -> str:

@@ -27,7 +27,8 @@ _LOCK_KEY = 0x6D696772_61746531
 _LOCK_POLL_S = 0.05
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 NO_TRANSACTION = "-- migrate: no-transaction"
-# The end of a statement: a semicolon closing a line (no migration holds one inside a literal).
+# The end of a statement in a no-transaction file: a semicolon closing a line. Such files hold
+# plain DDL; a function body (`$$ … ; $$`, as in 0001) belongs in a transactional file.
 _STATEMENT_END = re.compile(r";[ \t]*(?:--[^\n]*)?$", re.MULTILINE)
 
 
@@ -39,7 +40,7 @@ class Migration:
 
     @property
     def in_transaction(self) -> bool:
-        return not self.sql.startswith(NO_TRANSACTION)
+        return self.sql.split("\n", 1)[0].strip() != NO_TRANSACTION
 
     def statements(self) -> list[str]:
         """The file's statements, each ending at a semicolon that closes a line."""

@@ -10,6 +10,10 @@
 -- Built CONCURRENTLY, so a deployment does not block writes to products while it builds. A
 -- build stopped halfway leaves an INVALID index behind, hence the DROP first: running the file
 -- again always ends with a valid index.
+--
+-- products_user_id_idx stays for now: API processes of the previous release, still serving
+-- during a rolling deployment, order by `id DESC` and need it. Dropping it is the next
+-- release's migration (`DROP INDEX CONCURRENTLY IF EXISTS products_user_id_idx`), once no
+-- process runs the old query.
 DROP INDEX CONCURRENTLY IF EXISTS products_user_newest_idx;
 CREATE INDEX CONCURRENTLY products_user_newest_idx ON products (user_id, (-id));
-DROP INDEX CONCURRENTLY IF EXISTS products_user_id_idx;

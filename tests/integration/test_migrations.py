@@ -63,23 +63,40 @@ async def _indexes(url: str) -> dict[str, bool]:
     return {row["name"]: row["valid"] for row in rows}
 
 
-async def test_the_list_index_replaces_the_old_one_and_is_valid(fresh_database):
+async def test_the_list_index_is_valid_and_the_old_one_stays_for_a_rolling_deploy(
+    fresh_database,
+):
     await migrate(fresh_database)
     indexes = await _indexes(fresh_database)
     assert indexes.get("products_user_newest_idx") is True
-    assert "products_user_id_idx" not in indexes
+    assert indexes.get("products_user_id_idx") is True
 
 
-async def test_a_no_transaction_migration_stopped_halfway_runs_again_to_the_end(fresh_database):
+async def test_a_concurrent_build_that_failed_halfway_is_rebuilt_on_the_next_run(fresh_database):
     await migrate(fresh_database)
     conn = await asyncpg.connect(fresh_database)
     try:
-        # As if the process died after the concurrent build, before the last drop and the record.
-        await conn.execute("CREATE INDEX products_user_id_idx ON products (user_id, id DESC)")
+        # What a failed CREATE INDEX CONCURRENTLY leaves behind: an INVALID index of that name.
+        await conn.execute("DROP INDEX products_user_newest_idx")
+        user = await conn.fetchval(
+            "INSERT INTO users (username, email) VALUES ('u', 'u@example.com') RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO products (user_id, product_name, product_price)"
+            " VALUES ($1, 'a', 1), ($1, 'b', 2)",
+            user,
+        )
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY products_user_newest_idx ON products (user_id)"
+            )
+        assert (await _indexes(fresh_database)).get("products_user_newest_idx") is False
         await conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        assert await migrate(fresh_database) == [2]
+        definition = await conn.fetchval(
+            "SELECT pg_get_indexdef('products_user_newest_idx'::regclass)"
+        )
     finally:
         await conn.close()
-    assert await migrate(fresh_database) == [2]
-    indexes = await _indexes(fresh_database)
-    assert indexes.get("products_user_newest_idx") is True
-    assert "products_user_id_idx" not in indexes
+    assert (await _indexes(fresh_database)).get("products_user_newest_idx") is True
+    assert definition.endswith("(user_id, ((- id)))"), definition

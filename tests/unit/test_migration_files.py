@@ -23,15 +23,23 @@ def test_a_file_without_the_marker_runs_in_one_transaction():
     assert Migration(1, "x", "-- plain\nCREATE TABLE t (x int);").in_transaction
 
 
-def test_the_list_index_is_built_concurrently_and_replaces_the_old_one():
+def test_the_list_index_is_built_concurrently_and_the_old_one_is_left_for_a_rolling_deploy():
     migration = next(m for m in discover() if m.name == "list_order_index")
     assert not migration.in_transaction
     statements = [" ".join(s.split("\n")[-1].split()) for s in migration.statements()]
     assert statements == [
         "DROP INDEX CONCURRENTLY IF EXISTS products_user_newest_idx",
         "CREATE INDEX CONCURRENTLY products_user_newest_idx ON products (user_id, (-id))",
-        "DROP INDEX CONCURRENTLY IF EXISTS products_user_id_idx",
     ]
+
+
+def test_only_the_exact_marker_line_takes_a_file_out_of_its_transaction():
+    assert Migration(
+        1, "x", f"{NO_TRANSACTION}  \nCREATE INDEX CONCURRENTLY a ON t (x);"
+    ).statements()
+    assert not Migration(1, "x", f"{NO_TRANSACTION}  \nSELECT 1;").in_transaction
+    assert Migration(1, "x", f"{NO_TRANSACTION}al\nSELECT 1;").in_transaction
+    assert Migration(1, "x", f"SELECT 1;\n{NO_TRANSACTION}\n").in_transaction
 
 
 def test_every_no_transaction_migration_creates_and_drops_indexes_concurrently():

@@ -4,10 +4,15 @@ process pool, the storage and the database (the real ones are in tests/integrati
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from dataclasses import dataclass, field
+
+import pytest
 
 from compressor.compress import CompressedImage, CompressOptions
 from compressor.download import Downloaded
+from compressor.errors import permanent, transient
 from compressor.jobs import ImageJob
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Pipeline
@@ -62,13 +67,10 @@ async def settled() -> None:
         await asyncio.sleep(0)
 
 
-async def test_raw_images_held_never_exceed_the_download_and_compress_slots():
-    sources = Sources()
-    pool = GatedPool(sources)
-    download_concurrency = 3
-    pipeline = Pipeline(
+def pipeline_with(downloader: object, pool: object, download_concurrency: int = 3) -> Pipeline:
+    return Pipeline(
         settings=load_settings({}, dotenv=None),
-        downloader=sources,  # type: ignore[arg-type]
+        downloader=downloader,  # type: ignore[arg-type]
         pool=pool,  # type: ignore[arg-type]
         storage=Storage(),
         db=NoProducts(),  # type: ignore[arg-type]
@@ -77,6 +79,13 @@ async def test_raw_images_held_never_exceed_the_download_and_compress_slots():
         download_concurrency=download_concurrency,
         upload_concurrency=2,
     )
+
+
+async def test_raw_images_held_never_exceed_the_download_and_compress_slots():
+    sources = Sources()
+    pool = GatedPool(sources)
+    download_concurrency = 3
+    pipeline = pipeline_with(sources, pool, download_concurrency)
     compress_slots = 2 * pool.processes
     jobs = [ImageJob(n, tuple(f"http://img/{n}/{i}.jpg" for i in range(10))) for n in range(3)]
     running = [asyncio.create_task(pipeline.process(job)) for job in jobs]
@@ -90,3 +99,79 @@ async def test_raw_images_held_never_exceed_the_download_and_compress_slots():
     assert await asyncio.gather(*running) == ["done"] * len(jobs)
     assert sources.fetched == 30
     assert sources.most_held == download_concurrency + compress_slots
+
+
+class Source:
+    """A downloaded image that a test can watch being freed (bytes take no weak references)."""
+
+    def __len__(self) -> int:
+        return len(RAW)
+
+
+@dataclass
+class WatchedSources:
+    sources: dict[str, weakref.ref[Source]] = field(default_factory=dict)
+
+    async def fetch(self, url: str) -> Downloaded:
+        source = Source()
+        self.sources[url] = weakref.ref(source)
+        return Downloaded(source, url, 0.1)  # type: ignore[arg-type]
+
+    def alive(self, url: str) -> bool:
+        return self.sources[url]() is not None
+
+
+@dataclass
+class FailingPool:
+    """Fails the images named in `fail` with the given failure; holds the others at the gate."""
+
+    sources: WatchedSources
+    fail: dict[str, Exception]
+    processes: int = 1
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def compress(self, data: object, options: CompressOptions) -> CompressedImage:
+        url = next(u for u, ref in self.sources.sources.items() if ref() is data)
+        if url in self.fail:
+            raise self.fail.pop(url)  # no local name: a frame holding its own exception is a cycle
+        await self.gate.wait()
+        return CompressedImage(b"x", 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+
+
+@pytest.fixture
+def watched() -> WatchedSources:
+    return WatchedSources()
+
+
+async def test_a_source_waiting_out_a_retry_backoff_is_not_kept_in_memory(watched, monkeypatch):
+    url = "http://img/1.jpg"
+    pipeline = pipeline_with(watched, FailingPool(watched, {url: transient("pool_broken")}))
+    alive_during_backoff: list[bool] = []
+    real_sleep = asyncio.sleep
+
+    async def backoff(delay: float) -> None:
+        if delay > 0:  # the retry's backoff, not a scheduling yield
+            alive_during_backoff.append(watched.alive(url))
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", backoff)
+    job = asyncio.create_task(pipeline.process(ImageJob(1, (url,))))
+    await settled()
+    monkeypatch.undo()
+    assert alive_during_backoff == [False]
+    job.cancel()
+
+
+async def test_a_permanently_failed_source_is_not_kept_until_its_job_ends(watched):
+    rejected, slow = "http://img/bad.jpg", "http://img/slow.jpg"
+    pool = FailingPool(watched, {rejected: permanent("corrupt", "truncated JPEG")})
+    pipeline = pipeline_with(watched, pool)
+    job = asyncio.create_task(pipeline.process(ImageJob(1, (rejected, slow))))
+    await settled()
+    assert not job.done()  # the slow image still holds the job open
+    # Raising through frames makes reference cycles, which the collector frees: what matters
+    # is that nothing the job keeps (its results) still reaches the source.
+    gc.collect()
+    assert not watched.alive(rejected)
+    pool.gate.set()
+    assert await job == "partial"
