@@ -1,8 +1,10 @@
 """Redis cache-aside for products, storing the ready-to-send JSON bytes.
 
 Rules that keep it correct:
-- Readers fill the cache with SET NX, writers of fresh data (product creation, the worker after
-  processing) with a plain SET: a reader holding an old row can never overwrite a fresh value.
+- Readers fill the cache with SET NX, the worker after processing with a plain SET: a reader
+  holding an old row can never overwrite a fresh value.
+- Product creation stores its first value only over nothing or a cached 404: its job is already
+  on its way once the row commits, and the worker's result may land first.
 - Unknown ids are cached briefly as an empty value (negative cache).
 - When Redis fails, calls bypass it for `retry_after_s` instead of failing each request, and the
   error is logged once per such interval; caching resumes by itself.
@@ -25,6 +27,16 @@ KEY_PREFIX = "product:v1:"
 # Writers of fresh values announce the product id here; API processes drop their local copy.
 INVALIDATION_CHANNEL = "product:v1:invalidations"
 NOT_FOUND = b""
+# put_new: SET and PUBLISH unless the key holds a product already (anything but NOT_FOUND).
+_PUT_NEW = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= '' then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
 
 
 class Lookup(enum.Enum):
@@ -65,6 +77,7 @@ class ProductCache:
         self._down_until = 0.0
         self._last_error_log = -float("inf")
         self._suppressed = 0
+        self._put_new = client.register_script(_PUT_NEW)
 
     @property
     def available(self) -> bool:
@@ -119,6 +132,19 @@ class ProductCache:
             self._failed("put_fresh", exc)
             return False
         return True
+
+    async def put_new(self, product_id: int, body: bytes) -> bool:
+        """Stores the first value of a product just created, unless a value is there already
+        (the worker's, which is newer); replaces a cached 404 and tells every API process."""
+        try:
+            stored = await self._put_new(
+                keys=[product_key(product_id)],
+                args=[body, self.ttl_s, INVALIDATION_CHANNEL, str(product_id)],
+            )
+        except (RedisError, OSError) as exc:
+            self._failed("put_new", exc)
+            return False
+        return bool(stored)
 
     async def ping(self) -> bool:
         try:

@@ -37,8 +37,8 @@ async def create_product(request: web.Request) -> web.Response:
         )
     except products.UnknownUser:
         raise ApiError(422, f"user {new.user_id} does not exist", {"field": "user_id"}) from None
-    # The new row is the freshest value there is; this also replaces a cached 404 for its id.
-    await request.app[CACHE].put_fresh(row["id"], products.render_product(row))
+    # Replaces a cached 404 for its id, but never the worker's result, which may be there first.
+    await request.app[CACHE].put_new(row["id"], products.render_product(row))
     product_id = str(row["id"])
     return web.json_response(
         {**_CREATED, "product_id": product_id},

@@ -186,6 +186,40 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
     assert body["compressed_product_images"] == [f"https://cdn.example.com/{product_id}/0.jpg"]
 
 
+async def test_the_creators_first_value_never_replaces_the_workers_result_that_landed_first(
+    api, user, db, redis_client, settings, monkeypatch
+):
+    """Once the row commits, its job is on its way: a fast worker (an image failing at once)
+    can store the processed product before POST stores the pending one."""
+    cache = api.app[CACHE]
+    real_put_new = cache.put_new
+    worker_cache = ProductCache(
+        redis_client,
+        ttl_s=settings.cache_ttl_seconds,
+        negative_ttl_s=settings.cache_negative_ttl_seconds,
+    )
+    stored: list[bool] = []
+    fresh: list[bytes] = []
+
+    async def worker_first(product_id: int, body: bytes) -> bool:
+        row = await db_products.finish_processing(
+            db, product_id, compressed_images=[], status="failed", errors=[]
+        )
+        fresh.append(db_products.render_product(row))
+        assert await worker_cache.put_fresh(product_id, fresh[0])
+        stored.append(await real_put_new(product_id, body))
+        return stored[-1]
+
+    monkeypatch.setattr(cache, "put_new", worker_first)
+    product_id = await create_product(api, user["user_id"])
+
+    assert stored == [False]
+    assert await redis_client.get(product_key(product_id)) == fresh[0]
+    response = await api.get(f"/products/{product_id}")
+    assert response.headers["X-Cache"] == "HIT"
+    assert (await response.json())["processing_status"] == "failed"
+
+
 async def test_reads_and_writes_work_while_redis_is_down_and_caching_resumes(
     api, user, redis_client
 ):
