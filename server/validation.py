@@ -24,6 +24,7 @@ MAX_ID = 2**63 - 1
 MIN_LIMIT, MAX_LIMIT, DEFAULT_LIMIT = 1, 200, 50
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_LIMIT = re.compile(r"[0-9]{1,6}")  # ASCII only: str.isdigit() also takes "²", which int() refuses
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PRICE_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 
@@ -81,7 +82,26 @@ def _text(body: dict[str, Any], field: str, max_length: int, *, required: bool =
         raise bad_request(f"{field} must not be empty", field)
     if len(value) > max_length:
         raise bad_request(f"{field} must be at most {max_length} characters", field)
+    _no_nul(value, field)
     return value
+
+
+def _no_nul(value: str, field: str) -> None:
+    # PostgreSQL text cannot hold U+0000: it would fail in the database as a 500.
+    if "\x00" in value:
+        raise bad_request(f"{field} must not contain NUL (U+0000) characters", field)
+
+
+def parse_name_filter(text: str | None) -> str | None:
+    """The product_name filter of the list: a substring, or None when absent or empty."""
+    if not text:
+        return None
+    if len(text) > MAX_NAME_LENGTH:
+        raise bad_request(
+            f"product_name must be at most {MAX_NAME_LENGTH} characters", "product_name"
+        )
+    _no_nul(text, "product_name")
+    return text
 
 
 def parse_price(value: Any, field: str = "product_price") -> Decimal:
@@ -118,6 +138,7 @@ def parse_image_urls(value: Any, max_images: int, field: str = "product_images")
             raise bad_request(f"{where} must be a string", where)
         if len(url) > MAX_URL_LENGTH:
             raise bad_request(f"{where} must be at most {MAX_URL_LENGTH} characters", where)
+        _no_nul(url, where)
         try:
             parts = urlsplit(url)
             host = parts.hostname
@@ -183,7 +204,7 @@ def parse_price_range(text: str) -> tuple[Decimal | None, Decimal | None]:
 def parse_limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not MIN_LIMIT <= int(text) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(text) or not MIN_LIMIT <= int(text) <= MAX_LIMIT:
         raise bad_request(f"limit must be an integer from {MIN_LIMIT} to {MAX_LIMIT}", "limit")
     return int(text)
 

@@ -14,6 +14,7 @@ from server.validation import (
     encode_cursor,
     parse_id,
     parse_limit,
+    parse_name_filter,
     parse_new_product,
     parse_price_range,
 )
@@ -99,7 +100,7 @@ async def list_products(request: web.Request) -> web.Response:
         user_id=parse_id(query["user_id"], "user_id"),
         min_price=low,
         max_price=high,
-        name_contains=query.get("product_name") or None,
+        name_contains=parse_name_filter(query.get("product_name")),
         before_id=decode_cursor(query["cursor"]) if "cursor" in query else None,
         # One row more than asked tells whether a next page exists.
         limit=limit + 1,

@@ -132,10 +132,20 @@ async def test_list_with_bad_price_range_is_a_400(client, price_range):
     await expect_error(response, 400, "price_range")
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "x"])
+@pytest.mark.parametrize("limit", ["0", "201", "x", "²"])
 async def test_list_with_bad_limit_is_a_400(client, limit):
     response = await client.get("/products", params={"user_id": "1", "limit": limit})
     await expect_error(response, 400, "limit")
+
+
+async def test_list_with_a_nul_in_the_name_filter_is_a_400(client):
+    response = await client.get("/products", params={"user_id": "1", "product_name": "a\x00"})
+    await expect_error(response, 400, "product_name", "NUL")
+
+
+async def test_a_nul_in_a_product_field_is_a_400(client):
+    response = await client.post("/products", json={**GOOD, "product_name": "a\x00b"})
+    await expect_error(response, 400, "product_name", "NUL")
 
 
 async def test_list_with_bad_cursor_is_a_400(client):

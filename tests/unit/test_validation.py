@@ -14,6 +14,7 @@ from server.validation import (
     encode_cursor,
     parse_id,
     parse_limit,
+    parse_name_filter,
     parse_new_product,
     parse_new_user,
     parse_price_range,
@@ -160,10 +161,41 @@ def test_bad_price_range_is_rejected(text):
     assert info.value.status == 400
 
 
-@pytest.mark.parametrize("text", ["0", "201", "-1", "ten", "1.5", ""])
+@pytest.mark.parametrize("text", ["0", "201", "-1", "ten", "1.5", "", "²", "٣", "9" * 5000])
 def test_limit_outside_1_to_200_is_rejected_not_clamped(text):
     with pytest.raises(ApiError, match="limit"):
         parse_limit(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("product_name", "Lamp\x00"),
+        ("product_description", "a\x00b"),
+        ("product_images[0]", ["https://example.com/a\x00.jpg"]),
+    ],
+)
+def test_nul_characters_are_rejected_before_the_database_sees_them(field, value):
+    key = field.removesuffix("[0]")
+    error = rejects({**GOOD, key: value}, field)
+    assert "NUL" in error.message
+
+
+def test_nul_in_a_username_or_email_is_rejected():
+    with pytest.raises(ApiError, match="NUL"):
+        parse_new_user({"username": "a\x00", "email": "a@example.com"})
+
+
+@pytest.mark.parametrize(("text", "expected"), [(None, None), ("", None), ("Lamp", "Lamp")])
+def test_name_filter_is_optional(text, expected):
+    assert parse_name_filter(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a\x00", "x" * 256])
+def test_bad_name_filter_is_rejected(text):
+    with pytest.raises(ApiError, match="product_name") as info:
+        parse_name_filter(text)
+    assert info.value.status == 400
 
 
 def test_limit_defaults_to_50():
