@@ -23,13 +23,14 @@ from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.middleware import observe
 from server.openapi import openapi_json
-from server.relay import OutboxRelay
+from server.relay import BATCH_TIMEOUT_S, OutboxRelay
 from server.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
-# How long shutdown waits for the relay's batch in progress before cancelling it.
-RELAY_STOP_TIMEOUT_S = 5.0
+# How long shutdown waits for the relay's batch in progress before cancelling it: longer than a
+# batch may take, since a batch cancelled after Kafka's acknowledgement is published again.
+RELAY_STOP_TIMEOUT_S = BATCH_TIMEOUT_S + 1.0
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 PUBLISH_TIMEOUT_S = 5.0
+# One batch: claim, publish (up to PUBLISH_TIMEOUT_S per send), delete, commit.
+BATCH_TIMEOUT_S = PUBLISH_TIMEOUT_S * 2
 MAX_BACKOFF_S = 5.0
 
 
@@ -77,12 +79,17 @@ class OutboxRelay:
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
             return
+        self._listener = None
+        listener: asyncpg.Connection | None = None
         try:
-            self._listener = await asyncpg.connect(self.settings.postgres_url, timeout=2)
-            await self._listener.add_listener("outbox", lambda *_: self._wake.set())
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            self._listener = None
+            listener = await asyncpg.connect(self.settings.postgres_url, timeout=2)
+            await listener.add_listener("outbox", lambda *_: self._wake.set())
+        except Exception as exc:  # any failure: polling still drains the outbox meanwhile
             log.warning("relay.listen_failed", extra={"error": repr(exc)})
+            if listener is not None:
+                listener.terminate()
+            return
+        self._listener = listener
 
     # -- draining --------------------------------------------------------------------------------
 
@@ -110,7 +117,7 @@ class OutboxRelay:
     async def drain(self) -> int:
         total = 0
         while not self._stopping and (
-            count := await asyncio.wait_for(self.publish_batch(), PUBLISH_TIMEOUT_S * 2)
+            count := await asyncio.wait_for(self.publish_batch(), BATCH_TIMEOUT_S)
         ):
             total += count
         return total
