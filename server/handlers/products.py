@@ -7,8 +7,9 @@ from aiohttp import web
 from db import products
 from server.body import read_json
 from server.cache import NOT_FOUND, Lookup
+from server.database import connection
 from server.errors import ApiError, bad_request, error_response
-from server.keys import CACHE, DB, LOCAL_CACHE, PRODUCT_LOADS, SETTINGS
+from server.keys import CACHE, LOCAL_CACHE, PRODUCT_LOADS, SETTINGS
 from server.validation import (
     decode_cursor,
     encode_cursor,
@@ -27,15 +28,16 @@ async def create_product(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     new = parse_new_product(await read_json(request), settings.max_images_per_product)
     try:
-        row = await products.create_product(
-            request.app[DB],
-            user_id=new.user_id,
-            name=new.name,
-            description=new.description,
-            images=new.images,
-            price=new.price,
-            jobs_topic=settings.kafka_jobs_topic,
-        )
+        async with connection(request) as conn:
+            row = await products.create_product(
+                conn,
+                user_id=new.user_id,
+                name=new.name,
+                description=new.description,
+                images=new.images,
+                price=new.price,
+                jobs_topic=settings.kafka_jobs_topic,
+            )
     except products.UnknownUser:
         raise ApiError(422, f"user {new.user_id} does not exist", {"field": "user_id"}) from None
     # Replaces a cached 404 for its id, but never the worker's result, which may be there first.
@@ -73,7 +75,8 @@ async def get_product(request: web.Request) -> web.Response:
         return _hit(cached, product_id)
 
     async def load() -> bytes:
-        row = await products.get_product(request.app[DB], product_id)
+        async with connection(request) as conn:
+            row = await products.get_product(conn, product_id)
         body = NOT_FOUND if row is None else products.render_product(row)
         if cached is Lookup.MISS and await cache.fill(product_id, body):
             # Only what went into Redis goes into the local cache: if the fill lost to a
@@ -105,7 +108,8 @@ async def list_products(request: web.Request) -> web.Response:
         # One row more than asked tells whether a next page exists.
         limit=limit + 1,
     )
-    rows = await products.list_products(request.app[DB], filters)
+    async with connection(request) as conn:
+        rows = await products.list_products(conn, filters)
     headers = {"Content-Type": JSON}
     if len(rows) > limit:
         rows = rows[:limit]

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from db import products as db_products
+from server.app import create_app
 from server.cache import INVALIDATION_CHANNEL, Lookup, ProductCache, product_key
 from server.keys import CACHE
 
@@ -218,6 +221,30 @@ async def test_the_creators_first_value_never_replaces_the_workers_result_that_l
     response = await api.get(f"/products/{product_id}")
     assert response.headers["X-Cache"] == "HIT"
     assert (await response.json())["processing_status"] == "failed"
+
+
+async def test_a_request_waits_for_a_busy_pool_only_so_long_then_gets_a_503(
+    user, redis_client, settings, monkeypatch
+):
+    """asyncpg's pool shortcuts would queue without limit; DB_ACQUIRE_TIMEOUT_SECONDS bounds it."""
+    app = create_app(replace(settings, db_pool_max_size=1, db_acquire_timeout_seconds=0.2))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    loads = GatedLoads()
+    try:
+        product_id = await create_product(client, user["user_id"])
+        await redis_client.delete(product_key(product_id))
+        monkeypatch.setattr(db_products, "get_product", loads)
+        holder = asyncio.ensure_future(client.get(f"/products/{product_id}"))
+        await asyncio.wait_for(loads.read_done.wait(), 10)  # it holds the only connection
+        response = await client.get("/products", params={"user_id": user["user_id"]})
+        assert response.status == 503, await response.text()
+        assert response.headers["Retry-After"] == "1"
+        loads.release.set()
+        assert (await holder).status == 200
+    finally:
+        loads.release.set()
+        await client.close()
 
 
 async def test_reads_and_writes_work_while_redis_is_down_and_caching_resumes(
