@@ -206,6 +206,14 @@ class _Decoded(NamedTuple):
     mode: str
 
 
+def _malformed(step: str, exc: Exception) -> ImageRejected:
+    """Decoding untrusted bytes, Pillow's plugins raise whatever a malformed file leads them to
+    (KeyError for an unknown TIFF compression, ZeroDivisionError, struct.error, ...): the image's
+    fault, so the image fails, not the job (an unknown error would be retried, then dead-letter
+    the whole product)."""
+    return ImageRejected("corrupt", f"{step}: {type(exc).__name__}: {exc}")
+
+
 def _decode_scaled(data: bytes, sniffed: str, options: CompressOptions) -> _Decoded:
     """Decode at the target size, upright; with the source's format, size and mode."""
     try:
@@ -214,8 +222,10 @@ def _decode_scaled(data: bytes, sniffed: str, options: CompressOptions) -> _Deco
         source = Image.open(io.BytesIO(data), formats=[sniffed])
     except Image.DecompressionBombError as exc:
         raise ImageRejected("decompression_bomb", str(exc)) from None
-    except _DECODE_ERRORS as exc:  # includes UnidentifiedImageError
-        raise ImageRejected("corrupt", f"{sniffed} header: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError, and see _malformed below
+        raise _malformed(f"{sniffed} header", exc) from None
 
     with source:
         width, height = source.size
@@ -233,8 +243,10 @@ def _decode_scaled(data: bytes, sniffed: str, options: CompressOptions) -> _Deco
             if "not available" in str(exc):  # e.g. "decoder group4 not available"
                 raise ImageRejected("unsupported", str(exc)) from None
             raise ImageRejected("corrupt", str(exc)) from None
-        except _DECODE_ERRORS as exc:
-            raise ImageRejected("corrupt", str(exc)) from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _malformed("decoding", exc) from None
         transpose = _ORIENTATION_TRANSPOSE.get(_orientation(source))
         decoded = _Decoded(image, source.format or sniffed, width, height, source.mode)
 

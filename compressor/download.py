@@ -127,7 +127,12 @@ class Downloader:
                         location = response.headers.get("Location")
                         if not location:
                             raise permanent("bad_redirect", "redirect without Location")
-                        url = str(response.url.join(URL(location)))
+                        try:
+                            url = str(response.url.join(URL(location)))
+                        except ValueError:  # e.g. "http://[::1": the server's fault, for good
+                            raise permanent(
+                                "bad_redirect", f"unparsable Location {location[:200]!r}"
+                            ) from None
                         continue
                     if response.status != 200:
                         raise http_status_failure(response.status)

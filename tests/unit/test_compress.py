@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageStat
 
+from compressor import compress as compress_module
 from compressor.compress import (
     CompressedImage,
     CompressOptions,
@@ -342,6 +343,33 @@ def test_broken_image_data_is_rejected_as_corrupt(data):
     with pytest.raises(ImageRejected) as caught:
         compress(data, CompressOptions())
     assert caught.value.reason == "corrupt"
+
+
+@pytest.mark.parametrize("step", ["open", "load"])
+def test_any_error_a_decoder_raises_on_the_input_fails_the_image_not_the_job(monkeypatch, step):
+    """Pillow's plugins raise whatever a malformed file leads them to; an error escaping as
+    unknown would be retried as a fault of the machine and then dead-letter the whole product."""
+
+    def explode(*args, **kwargs):
+        raise KeyError("unknown compression 12345")  # as TiffImagePlugin's table lookup does
+
+    if step == "open":
+        monkeypatch.setattr(compress_module.Image, "open", explode)
+    else:
+        monkeypatch.setattr(compress_module, "_load_resized", explode)
+    with pytest.raises(ImageRejected) as caught:
+        compress(imagegen.tiny_png(), CompressOptions())
+    assert caught.value.reason == "corrupt"
+    assert "KeyError" in str(caught.value)
+
+
+def test_running_out_of_memory_is_the_machines_fault_not_the_images(monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(compress_module, "_load_resized", exhausted)
+    with pytest.raises(MemoryError):
+        compress(imagegen.tiny_png(), CompressOptions())
 
 
 @pytest.mark.parametrize(
