@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from compressor.dlq import dead_letter_headers
@@ -34,6 +40,9 @@ from db.pool import create_pool
 from server import cache as product_cache
 
 log = logging.getLogger("compressor")
+# Dead letters Kafka will never accept, however long the worker waits. (aiokafka's `retriable`
+# flag cannot tell: a broker that is down shows as KafkaTimeoutError, also not "retriable".)
+_DEAD_LETTER_REFUSED = (MessageSizeTooLargeError, TopicAuthorizationFailedError)
 
 POLL_TIMEOUT_MS = 100
 
@@ -218,9 +227,23 @@ class Supervisor:
         self.tasks[(tp, message.offset)] = task
 
         def done(finished: asyncio.Task[None]) -> None:
-            self.tasks.pop((tp, message.offset), None)
-            if not finished.cancelled() and finished.exception() is None:
-                self.offsets.finished(tp, message.offset)
+            key = (tp, message.offset)
+            # By identity: after a revoke and a reassignment, a late-finishing cancelled task
+            # must not untrack the redelivered job's task under the same key.
+            if self.tasks.get(key) is finished:
+                del self.tasks[key]
+            if finished.cancelled():
+                return
+            if (error := finished.exception()) is not None:
+                # _handle handles every failure of a job; this is a bug in that handling. The
+                # offset stays unfinished (the job is redelivered after a restart), so say so.
+                log.error(
+                    "job.unhandled_error",
+                    extra={"partition": tp.partition, "offset": message.offset},
+                    exc_info=error,
+                )
+                return
+            self.offsets.finished(tp, message.offset)
 
         task.add_done_callback(done)
 
@@ -275,6 +298,11 @@ class Supervisor:
             group=self.options.group_id,
             product_id=job.product_id if job else None,
         )
+        where = {
+            "product_id": job.product_id if job else None,
+            "partition": message.partition,
+            "offset": message.offset,
+        }
         attempt = 0
         # Until the dead letter is stored, the job is not finished: keep trying (Kafka may be
         # down); shutdown abandons it uncommitted, so it is redelivered rather than lost.
@@ -289,22 +317,26 @@ class Supervisor:
                     ),
                     30,
                 )
+            except _DEAD_LETTER_REFUSED as exc:
+                # No retry can succeed, and waiting would hold the partition's commits for
+                # ever. The product is marked failed below; this line keeps the job.
+                self.metrics.jobs.labels("dead_letter_refused").inc()
+                payload = (message.value or b"")[:4096].decode("utf-8", "replace")
+                log.error(
+                    "job.dead_letter_refused",
+                    extra={**where, "error": repr(exc), "payload": payload},
+                )
                 break
             except (KafkaError, TimeoutError) as exc:
                 attempt += 1
                 log.warning("job.dead_letter_retry", extra={"error": repr(exc), "attempt": attempt})
                 await asyncio.sleep(backoff_s(attempt, 1.0, cap_s=10))
-        self.metrics.jobs.labels("dead_lettered").inc()
-        log.error(
-            "job.dead_lettered",
-            extra={
-                "product_id": job.product_id if job else None,
-                "error": str(error),
-                "attempts": attempts,
-                "partition": message.partition,
-                "offset": message.offset,
-            },
-        )
+            else:
+                self.metrics.jobs.labels("dead_lettered").inc()
+                log.error(
+                    "job.dead_lettered", extra={**where, "error": str(error), "attempts": attempts}
+                )
+                break
         if job is not None:
             await self._mark_failed(job, str(error))
 

@@ -138,6 +138,10 @@ def test_job_written_by_postgres_jsonb_is_read():
         b'{"v": 2}',
         b'{"v": 1, "product_id": "x", "product_images": []}',
         b'{"v": 1, "product_id": "1", "product_images": "u"}',
+        '{"v": 1, "product_id": "\u00b2", "product_images": []}'.encode(),
+        b'{"v": 1, "product_id": "0", "product_images": []}',
+        b'{"v": 1, "product_id": "9223372036854775808", "product_images": []}',
+        b'{"v": 1, "product_id": "' + b"9" * 5000 + b'", "product_images": []}',
         None,
     ],
 )
