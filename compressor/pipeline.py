@@ -159,8 +159,30 @@ class Pipeline:
         if row is None:
             log.warning("job.product_missing", extra={"product_id": product_id})
             return
-        # Plain SET: this is the freshest value, and readers only ever SET NX.
-        await self.cache.put_fresh(product_id, products.render_product(row))
+        await self._refresh_cache(product_id, products.render_product(row))
+
+    async def _refresh_cache(self, product_id: int, body: bytes) -> None:
+        """Stores the processed product in Redis and tells every API process (plain SET: this is
+        the freshest value, and readers only ever SET NX).
+
+        Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
+        cached for its whole TTL. If Redis stays unreachable, the database holds the result and
+        the job is done all the same; what is left is a cached copy that may be stale until it
+        expires, and that is logged."""
+        attempts = self.settings.image_max_attempts
+        for attempt in range(1, attempts + 1):
+            if await self.cache.put_fresh(product_id, body):
+                return
+            if attempt < attempts:
+                await asyncio.sleep(backoff_s(attempt, self.settings.image_retry_base_seconds))
+        log.error(
+            "cache.refresh_failed",
+            extra={
+                "product_id": product_id,
+                "attempts": attempts,
+                "stale_for_at_most_s": self.settings.cache_ttl_seconds,
+            },
+        )
 
     async def _retrying(
         self,

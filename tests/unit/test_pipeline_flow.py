@@ -7,9 +7,12 @@ import asyncio
 import gc
 import weakref
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
+from compressor import pipeline as pipeline_module
 from compressor.compress import CompressedImage, CompressOptions
 from compressor.download import Downloaded
 from compressor.errors import permanent, transient
@@ -175,3 +178,72 @@ async def test_a_permanently_failed_source_is_not_kept_until_its_job_ends(watche
     assert not watched.alive(rejected)
     pool.gate.set()
     assert await job == "partial"
+
+
+@dataclass
+class Products:
+    """finish_processing's UPDATE … RETURNING, answered with a finished row."""
+
+    async def fetchrow(self, sql: str, product_id: int, images, status, errors):  # type: ignore[no-untyped-def]
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        return {
+            "id": product_id,
+            "user_id": 1,
+            "product_name": "Lamp",
+            "product_description": "",
+            "product_images": ["http://img/1.jpg"],
+            "compressed_product_images": images,
+            "product_price": Decimal("9.50"),
+            "processing_status": status,
+            "processing_errors": errors,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+@dataclass
+class FlakyCache:
+    """put_fresh answers False (Redis failed) for the first `failures` calls."""
+
+    failures: int
+    calls: int = 0
+    stored: bytes | None = None
+
+    async def put_fresh(self, product_id: int, body: bytes) -> bool:
+        self.calls += 1
+        if self.calls <= self.failures:
+            return False
+        self.stored = body
+        return True
+
+
+def finishing_pipeline(cache: FlakyCache, monkeypatch) -> Pipeline:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(pipeline_module, "backoff_s", lambda *args, **kwargs: 0)
+    sources = Sources()
+    pool = GatedPool(sources)
+    pool.gate.set()
+    pipeline = pipeline_with(sources, pool)
+    pipeline.db = Products()  # type: ignore[assignment]
+    pipeline.cache = cache  # type: ignore[assignment]
+    return pipeline
+
+
+async def test_a_failed_cache_refresh_is_retried_so_the_old_value_does_not_linger(monkeypatch):
+    cache = FlakyCache(failures=2)
+    pipeline = finishing_pipeline(cache, monkeypatch)
+
+    assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == "done"
+
+    assert cache.calls == 3
+    assert cache.stored is not None
+    assert b'"processing_status":"done"' in cache.stored
+
+
+async def test_a_redis_that_stays_down_does_not_fail_a_processed_job(monkeypatch, caplog):
+    cache = FlakyCache(failures=100)
+    pipeline = finishing_pipeline(cache, monkeypatch)
+
+    assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == "done"
+
+    assert cache.calls == pipeline.settings.image_max_attempts
+    assert [r.getMessage() for r in caplog.records].count("cache.refresh_failed") == 1
