@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -17,30 +18,43 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
 IDLE_CHECK_S = 5.0
+# A PING unanswered for this long means the connection died without a word (no FIN, no RST):
+# writes would keep succeeding until TCP gives up, minutes later, with invalidations lost.
+SILENCE_LIMIT_S = 2 * IDLE_CHECK_S
+SUBSCRIBE_TIMEOUT_S = 2.0
 
 
 async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
     """Runs until cancelled; the local cache is on only while the subscription is live."""
     backoff_s = 0.1
     failures = 0
+    loop = asyncio.get_running_loop()
     while True:
         # A connection of its own, with no read timeout: a subscription is idle most of the time.
         client = redis.Redis.from_url(
             redis_url, socket_connect_timeout=0.5, socket_timeout=None, retry=Retry(NoBackoff(), 0)
         )
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub()
         try:
             await pubsub.subscribe(INVALIDATION_CHANNEL)
+            # SUBSCRIBE only sends the command: until Redis confirms, a PUBLISH can still be
+            # missed, so the local cache stays off until then.
+            await _confirmed(pubsub, loop.time() + SUBSCRIBE_TIMEOUT_S)
             local.enable()
             log.info("cache.invalidations_subscribed", extra={"after_failures": failures})
             backoff_s, failures = 0.1, 0
+            last_heard = loop.time()
             while True:
                 message = await pubsub.get_message(timeout=IDLE_CHECK_S)
                 if message is None:
-                    await pubsub.ping()  # detects a connection that died silently
-                elif message["type"] == "message":
+                    if loop.time() - last_heard > SILENCE_LIMIT_S:
+                        raise ConnectionError(f"no answer from Redis in {SILENCE_LIMIT_S} s")
+                    await pubsub.ping()  # answered by a "pong" message on a live connection
+                    continue
+                last_heard = loop.time()
+                if message["type"] == "message":
                     local.invalidate(int(message["data"]))
-        except (RedisError, OSError, ValueError) as exc:
+        except (RedisError, OSError, ValueError) as exc:  # OSError: ConnectionError, TimeoutError
             if failures == 0:
                 log.warning("cache.invalidations_lost", extra={"error": repr(exc)})
             failures += 1
@@ -50,3 +64,13 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
             await client.aclose()
         await asyncio.sleep(backoff_s)
         backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+
+
+async def _confirmed(pubsub: PubSub, deadline: float) -> None:
+    """Waits for Redis to confirm the subscription; TimeoutError past the deadline."""
+    loop = asyncio.get_running_loop()
+    while (remaining := deadline - loop.time()) > 0:
+        message = await pubsub.get_message(timeout=remaining)
+        if message is not None and message["type"] == "subscribe":
+            return
+    raise TimeoutError(f"Redis did not confirm the subscription in {SUBSCRIBE_TIMEOUT_S} s")

@@ -3,13 +3,18 @@ value reaches every process's readers, through Redis pub/sub invalidation."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from db import products
+from server import invalidation
 from server.app import create_app
 from server.cache import ProductCache, connect
 from server.keys import LOCAL_CACHE
+from server.local_cache import LocalCache
 
 from .conftest import wait_for
 
@@ -69,3 +74,72 @@ async def test_a_fresh_value_replaces_the_local_copies_in_every_process(
             return (await response.json())["processing_status"] == "done"
 
         await wait_for(fresh, timeout_s=5, interval_s=0.01)
+
+
+class FreezingProxy:
+    """Forwards loopback TCP to Redis until frozen: then it keeps every connection open and
+    forwards nothing, like a peer that vanished without a FIN or RST. New connections after
+    that are forwarded again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen: set[asyncio.StreamWriter] = set()
+        self.live: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.live.append(writer)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if writer in self.frozen:
+                    continue  # swallowed: the other side hears nothing, ever
+                sink.write(data)
+                await sink.drain()
+
+        with contextlib.suppress(ConnectionError):
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        up_writer.close()
+
+    def freeze(self) -> None:
+        self.frozen.update(self.live)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.live:
+            writer.close()
+
+
+async def test_a_subscription_that_dies_silently_is_noticed_and_replaced(stack_env, monkeypatch):
+    monkeypatch.setattr(invalidation, "IDLE_CHECK_S", 0.1)
+    monkeypatch.setattr(invalidation, "SILENCE_LIMIT_S", 0.5)
+    redis_url = stack_env["REDIS_URL"]
+    proxy = FreezingProxy(int(redis_url.rsplit(":", 1)[1].split("/", 1)[0]))
+    port = await proxy.start()
+    local = LocalCache(ttl_s=30, max_items=10)
+    listener = asyncio.create_task(
+        invalidation.listen_for_invalidations(f"redis://127.0.0.1:{port}/0", local)
+    )
+    try:
+
+        async def enabled() -> bool:
+            return local.enabled
+
+        async def disabled() -> bool:
+            return not local.enabled
+
+        await wait_for(enabled, timeout_s=10)
+        proxy.freeze()
+        await wait_for(disabled, timeout_s=10)  # the local cache stops trusting it…
+        await wait_for(enabled, timeout_s=10)  # …and a new subscription takes over
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await proxy.close()
