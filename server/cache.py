@@ -50,13 +50,18 @@ def product_key(product_id: int) -> str:
 
 def connect(url: str, *, timeout_s: float = 0.5) -> redis.Redis:
     # No client-side retries: a dead Redis must cost one fast failure, then the bypass window.
-    return redis.Redis.from_url(
+    # A blocking pool: past 256 commands in flight, the next one waits (up to timeout_s) for a
+    # connection instead of failing at once, which would read as "Redis down" and send every
+    # request of the process to PostgreSQL for the bypass window.
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=256,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
-        max_connections=256,
     )
+    return redis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 class ProductCache:

@@ -85,6 +85,7 @@ class FreezingProxy:
         self.target_port = target_port
         self.frozen: set[asyncio.StreamWriter] = set()
         self.live: list[asyncio.StreamWriter] = []
+        self.upstream: list[asyncio.StreamWriter] = []
         self.server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -94,6 +95,7 @@ class FreezingProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.live.append(writer)
+        self.upstream.append(up_writer)
 
         async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             while data := await source.read(65536):
@@ -102,9 +104,14 @@ class FreezingProxy:
                 sink.write(data)
                 await sink.drain()
 
-        with contextlib.suppress(ConnectionError):
-            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        up_writer.close()
+        try:
+            with contextlib.suppress(ConnectionError):
+                await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            for end in (up_writer, writer):
+                end.close()
+                with contextlib.suppress(ConnectionError):
+                    await end.wait_closed()
 
     def freeze(self) -> None:
         self.frozen.update(self.live)
@@ -112,8 +119,9 @@ class FreezingProxy:
     async def close(self) -> None:
         assert self.server is not None
         self.server.close()
-        for writer in self.live:
-            writer.close()
+        for writer in [*self.live, *self.upstream]:
+            writer.close()  # ends both pumps of every connection
+        await self.server.wait_closed()
 
 
 async def test_a_subscription_that_dies_silently_is_noticed_and_replaced(stack_env, monkeypatch):
