@@ -7,6 +7,7 @@ the time, next to the original key and payload.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -112,18 +113,36 @@ async def read_all(
         await consumer.stop()
 
 
+_ID = re.compile(r"[0-9]{1,19}")
+
+
 async def replay(
-    bootstrap_servers: str, dlq_topic: str, jobs_topic: str, *, product_id: str | None
+    bootstrap_servers: str,
+    dlq_topic: str,
+    jobs_topic: str,
+    *,
+    product_id: str | None,
+    postgres_url: str,
 ) -> int:
     """Puts dead letters (all, or one product's) back on the jobs topic with their original key
-    and payload. Replaying twice is harmless: the worker is idempotent."""
+    and payload, after reopening their failed products (the worker skips products that are not
+    pending). Replaying twice is harmless: the worker is idempotent."""
+    import asyncpg
     from aiokafka import AIOKafkaProducer
+
+    from db.products import reopen_failed
 
     letters = [
         letter
         for letter in await read_all(bootstrap_servers, dlq_topic)
         if product_id is None or letter.product_id == product_id
     ]
+    ids = [int(p) for p in (letter.product_id for letter in letters) if _ID.fullmatch(p)]
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await reopen_failed(conn, ids)
+    finally:
+        await conn.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True)
     await producer.start()
     try:
@@ -176,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.kafka_dlq_topic,
             settings.kafka_jobs_topic,
             product_id=None if args.all else args.product_id,
+            postgres_url=settings.postgres_url,
         )
     )
     print(f"replayed {count} dead letter(s) onto {settings.kafka_jobs_topic}", file=sys.stderr)

@@ -125,8 +125,23 @@ class Pipeline:
         }
 
     async def process(self, job: ImageJob) -> str:
-        """Runs the job to its final status; raises JobExhausted when it cannot finish."""
+        """Runs the job to its final status; raises JobExhausted when it cannot finish.
+
+        A job whose product is no longer pending is skipped: it is a redelivery (commits trail
+        the slowest job of a partition, so a restart or rebalance hands finished jobs out
+        again), and running it again could only undo the result, e.g. mark a done product
+        failed because a source URL has expired since. Replaying a dead letter reopens its
+        product first (`python -m compressor.dlq replay`)."""
         started = time.perf_counter()
+        current = await self._retrying(
+            lambda: products.processing_status(self.db, job.product_id),
+            step="load",
+            product_id=job.product_id,
+        )
+        if current != "pending":
+            self.metrics.jobs.labels("skipped").inc()
+            log.info("job.skipped", extra={"product_id": job.product_id, "status": current})
+            return current or "missing"
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._image(job.product_id, u)) for u in job.image_urls]
         results = [t.result() for t in tasks]

@@ -120,6 +120,22 @@ async def list_products(
     return await conn.fetch(sql, *args)
 
 
+async def processing_status(conn: asyncpg.Connection | asyncpg.Pool, product_id: int) -> str | None:
+    return await conn.fetchval(
+        "SELECT processing_status::text FROM products WHERE id = $1", product_id
+    )
+
+
+async def reopen_failed(conn: asyncpg.Connection | asyncpg.Pool, product_ids: Sequence[int]) -> int:
+    """Puts failed products back to pending, so their replayed jobs are processed again."""
+    result = await conn.execute(
+        """UPDATE products SET processing_status = 'pending', updated_at = now()
+            WHERE id = ANY($1::bigint[]) AND processing_status = 'failed'""",
+        list(product_ids),
+    )
+    return int(result.split()[-1])
+
+
 async def finish_processing(
     conn: asyncpg.Connection | asyncpg.Pool,
     product_id: int,

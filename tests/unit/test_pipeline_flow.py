@@ -60,6 +60,9 @@ class Storage:
 
 
 class NoProducts:
+    async def fetchval(self, *args: object) -> str:
+        return "pending"
+
     async def fetchrow(self, *args: object) -> None:
         return None  # the product is gone: finish logs it and returns
 
@@ -182,7 +185,12 @@ async def test_a_permanently_failed_source_is_not_kept_until_its_job_ends(watche
 
 @dataclass
 class Products:
-    """finish_processing's UPDATE … RETURNING, answered with a finished row."""
+    """The product's status, and finish_processing's UPDATE … RETURNING."""
+
+    status: str | None = "pending"
+
+    async def fetchval(self, sql: str, product_id: int) -> str | None:
+        return self.status
 
     async def fetchrow(self, sql: str, product_id: int, images, status, errors):  # type: ignore[no-untyped-def]
         now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -247,3 +255,17 @@ async def test_a_redis_that_stays_down_does_not_fail_a_processed_job(monkeypatch
 
     assert cache.calls == pipeline.settings.image_max_attempts
     assert [r.getMessage() for r in caplog.records].count("cache.refresh_failed") == 1
+
+
+@pytest.mark.parametrize("status", ["done", "partial", "failed", None])
+async def test_a_redelivered_job_of_a_finished_product_is_skipped_not_redone(status, monkeypatch):
+    """Commits trail the slowest job, so restarts hand finished jobs out again; redoing one
+    could turn a done product failed if a source URL has expired since."""
+    cache = FlakyCache(failures=0)
+    pipeline = finishing_pipeline(cache, monkeypatch)
+    pipeline.db.status = status  # type: ignore[attr-defined]
+
+    assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == (status or "missing")
+
+    assert pipeline.downloader.fetched == 0  # type: ignore[attr-defined]
+    assert cache.calls == 0
