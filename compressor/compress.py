@@ -39,6 +39,7 @@ from PIL import (
     MpoImagePlugin,  # noqa: F401
     PngImagePlugin,  # noqa: F401
     TiffImagePlugin,  # noqa: F401
+    WebPImagePlugin,  # noqa: F401
     features,
 )
 

@@ -67,11 +67,18 @@ class LocalStorage:
 class S3Storage:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, threads: int) -> None:
         import boto3  # imported here: local storage needs none of boto3's start-up cost
+        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         # boto3 clients are thread-safe; uploads run in a bounded pool off the event loop.
-        self.client = boto3.client("s3", endpoint_url=endpoint_url or None)
+        # One HTTP connection per upload thread: botocore's default pool of 10 is below the
+        # default --upload-concurrency of 16, and the extra uploads would reconnect every time.
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            config=Config(max_pool_connections=threads, retries={"mode": "standard"}),
+        )
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3-upload")
 
     def _object_key(self, key: str) -> str:
@@ -92,7 +99,8 @@ class S3Storage:
         return object_key
 
     async def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        # Off the event loop: shutdown(wait=True) blocks until running uploads end.
+        await asyncio.to_thread(self.executor.shutdown, wait=True)
 
 
 def create_storage(settings: Settings, *, threads: int) -> Storage:

@@ -266,7 +266,7 @@ class Settings:
         "IMAGE_DOWNLOAD_TIMEOUT_SECONDS",
         15.0,
         _float_between(0.1, 600),
-        "Total time allowed for one download (connect included).",
+        "Time allowed for one download request, connect included; each redirect hop gets its own.",
     )
     image_allow_loopback_sources: bool = _env_field(
         "IMAGE_ALLOW_LOOPBACK_SOURCES",

@@ -6,7 +6,10 @@ import io
 import multiprocessing
 import pickle
 import signal
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageStat
@@ -21,6 +24,8 @@ from compressor.compress import (
     target_size,
 )
 from tests import imagegen
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = CompressOptions(max_dimension=400)
 
@@ -482,3 +487,22 @@ def test_pool_worker_applies_pillow_pixel_limit_from_initializer(pool):
     with pytest.raises(ImageRejected) as caught:
         future.result(timeout=60)
     assert caught.value.reason == "decompression_bomb"
+
+
+def test_decoding_every_supported_format_never_loads_all_of_pillows_plugins():
+    """Image.init() would import every plugin Pillow has, parsers this service never meant to
+    expose to untrusted bytes; a fresh interpreter shows whether any input triggers it."""
+    script = """
+import io
+from PIL import Image
+from compressor.compress import CompressOptions, compress
+for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"):
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "teal").save(buffer, fmt)
+    compress(buffer.getvalue(), CompressOptions())
+print(Image._initialized)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "1", result.stdout  # 2 would mean Image.init() ran
