@@ -133,10 +133,8 @@ class Pipeline:
         failed because a source URL has expired since. Replaying a dead letter reopens its
         product first (`python -m compressor.dlq replay`)."""
         started = time.perf_counter()
-        current = await self._retrying(
-            lambda: products.processing_status(self.db, job.product_id),
-            step="load",
-            product_id=job.product_id,
+        current = await self._job_step(
+            lambda: products.processing_status(self.db, job.product_id), "load", job.product_id
         )
         if current != "pending":
             self.metrics.jobs.labels("skipped").inc()
@@ -146,14 +144,9 @@ class Pipeline:
             tasks = [group.create_task(self._image(job.product_id, u)) for u in job.image_urls]
         results = [t.result() for t in tasks]
         status = outcome(results)
-        try:
-            await self._retrying(
-                lambda: self.finish(job.product_id, results, status),
-                step="finish",
-                product_id=job.product_id,
-            )
-        except ImageFailure as failure:  # a database error retrying cannot fix
-            raise JobExhausted(failure, 1) from failure
+        await self._job_step(
+            lambda: self.finish(job.product_id, results, status), "finish", job.product_id
+        )
         ms = round((time.perf_counter() - started) * 1000, 1)
         self.metrics.jobs.labels(status).inc()
         log.info("job.done", extra={"product_id": job.product_id, "status": status, "ms": ms})
@@ -198,6 +191,13 @@ class Pipeline:
                 "stale_for_at_most_s": self.settings.cache_ttl_seconds,
             },
         )
+
+    async def _job_step(self, call: Callable[[], Awaitable[T]], step: str, product_id: int) -> T:
+        """A database step of the whole job, retried; failing for good, it dead-letters the job."""
+        try:
+            return await self._retrying(call, step=step, product_id=product_id)
+        except ImageFailure as failure:  # a database error retrying cannot fix
+            raise JobExhausted(failure, 1) from failure
 
     async def _retrying(
         self,
