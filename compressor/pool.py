@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import select
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -30,8 +33,8 @@ class CompressionPool:
         return ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("forkserver"),
-            initializer=init_worker,
-            initargs=(self.max_pixels,),
+            initializer=_init_child,
+            initargs=(self.max_pixels, os.getpid()),
         )
 
     def warm_up(self) -> None:
@@ -63,3 +66,43 @@ class CompressionPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_child(max_pixels: int, supervisor_pid: int) -> None:
+    init_worker(max_pixels)
+    _exit_with(supervisor_pid)
+
+
+def _exit_with(supervisor_pid: int) -> None:
+    """Ends this pool process when the supervisor ends, however it ends.
+
+    Its parent is the forkserver, not the supervisor, and it waits on a call queue whose write
+    end it holds itself: after a SIGKILL (the OOM killer's choice, say) of the supervisor it
+    would wait for ever, keeping the forkserver and the resource tracker alive with it."""
+    try:
+        # A pidfd turns readable when the process exits: no polling, no pid-reuse race.
+        supervisor = os.pidfd_open(supervisor_pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): poll instead
+        supervisor = None
+
+    def watch() -> None:
+        if supervisor is not None:
+            select.select([supervisor], [], [])
+        else:
+            while _alive(supervisor_pid):
+                threading.Event().wait(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
