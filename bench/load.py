@@ -185,6 +185,7 @@ class Config:
     quiet: bool = False
     timeout: float = DEFAULT_TIMEOUT_S
     with_images: str | None = None
+    random_seed: int | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="image URL put in created products (create/mixed), which starts image jobs",
     )
+    parser.add_argument(
+        "--random-seed",
+        type=int,
+        metavar="N",
+        help="seed of the request mix, prices and filters, to repeat a run exactly",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or info on stderr")
     return parser
 
@@ -247,6 +254,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         quiet=ns.quiet,
         timeout=ns.timeout,
         with_images=ns.with_images,
+        random_seed=ns.random_seed,
     )
 
 
@@ -565,7 +573,7 @@ async def prepare(
         return ctx
     info(f"seeding {count} products as user {ctx.user_id} ...")
     ids: list[str | None] = [None] * count
-    rng = random.Random()
+    rng = random.Random(cfg.random_seed)
     products_url = f"{cfg.url}/products"
 
     async def create(index: int) -> None:
@@ -646,7 +654,7 @@ async def measure(
 ) -> dict[str, Any]:
     stats = Stats()
     build = BUILDERS[cfg.scenario]
-    rng = random.Random()
+    rng = random.Random(cfg.random_seed)
     perf = time.perf_counter
     base = cfg.url
     limit = cfg.requests
