@@ -45,7 +45,9 @@ from PIL import (
 
 from compressor.sniff import SNIFF_BYTES, sniff_image_type
 
-RejectReason = Literal["not_an_image", "decompression_bomb", "corrupt", "unsupported"]
+RejectReason = Literal[
+    "not_an_image", "decompression_bomb", "corrupt", "unsupported", "crashes_decoder"
+]
 OutputFormat = Literal["jpeg", "webp"]
 
 _OUTPUT: Final[dict[str, tuple[str, str, str]]] = {
@@ -88,7 +90,7 @@ class ImageRejected(Exception):
     """This image can never be compressed; retrying will not help.
 
     ``reason`` is one of ``not_an_image``, ``decompression_bomb``, ``corrupt``,
-    ``unsupported``; ``detail`` is free text for logs.
+    ``unsupported``, ``crashes_decoder`` (set by the pool); ``detail`` is free text for logs.
     """
 
     def __init__(self, reason: RejectReason, detail: str = "") -> None:

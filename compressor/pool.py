@@ -1,8 +1,10 @@
 """The compression process pool, rebuilt when one of its children dies.
 
-A child killed by the OOM killer breaks a ProcessPoolExecutor for good: every pending and future
-submission raises BrokenProcessPool. The pool here swaps in a fresh executor on the first such
-failure; the affected images are retried by the pipeline like any transient failure.
+A child that dies (a decoder crash, the OOM killer) breaks a ProcessPoolExecutor for good: every
+pending and future submission raises BrokenProcessPool. The pool swaps in a fresh executor at
+once. Which image killed the process is unknown, so every image that was in flight runs again
+alone, one at a time, in a quarantine process: the one that kills that process too is rejected
+(`crashes_decoder`), and the others succeed without spending any of their retry attempts.
 """
 
 from __future__ import annotations
@@ -13,25 +15,37 @@ import multiprocessing
 import os
 import select
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from compressor.compress import CompressedImage, CompressOptions, compress, init_worker
+from compressor.compress import (
+    CompressedImage,
+    CompressOptions,
+    ImageRejected,
+    compress,
+    init_worker,
+)
+
+Work = Callable[[bytes, CompressOptions], CompressedImage]
 
 log = logging.getLogger(__name__)
 
 
 class CompressionPool:
-    def __init__(self, processes: int, max_pixels: int) -> None:
+    def __init__(self, processes: int, max_pixels: int, *, work: Work = compress) -> None:
         self.processes = processes
         self.max_pixels = max_pixels
+        self.work = work  # a module-level function: the children import it by name
         self.rebuilds = 0
-        self._executor = self._new_executor()
+        self._executor = self._new_executor(processes)
+        self._quarantine: ProcessPoolExecutor | None = None
+        self._quarantine_turn = asyncio.Lock()
 
-    def _new_executor(self) -> ProcessPoolExecutor:
+    def _new_executor(self, processes: int) -> ProcessPoolExecutor:
         # forkserver: children start from a clean process, not a fork of a running event loop.
         return ProcessPoolExecutor(
-            max_workers=self.processes,
+            max_workers=processes,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_init_child,
             initargs=(self.max_pixels, os.getpid()),
@@ -47,16 +61,34 @@ class CompressionPool:
         executor = self._executor
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                executor, compress, data, options
+                executor, self.work, data, options
             )
         except BrokenProcessPool:
             self._replace(executor)
-            raise
+        return await self._alone(data, options)
+
+    async def _alone(self, data: bytes, options: CompressOptions) -> CompressedImage:
+        """Runs an image that was in flight when a process died, with nothing else beside it."""
+        async with self._quarantine_turn:
+            if self._quarantine is None:
+                self._quarantine = self._new_executor(1)
+            executor = self._quarantine
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, self.work, data, options
+                )
+            except BrokenProcessPool:
+                self._quarantine = None
+                executor.shutdown(wait=False, cancel_futures=True)
+                log.error("pool.image_killed_its_process", extra={"bytes": len(data)})
+                raise ImageRejected(
+                    "crashes_decoder", "a compression process died with it, then again alone"
+                ) from None
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is not broken:
             return  # another failed call already replaced it
-        self._executor = self._new_executor()
+        self._executor = self._new_executor(self.processes)
         self.rebuilds += 1
         log.error("pool.rebuilt", extra={"rebuilds": self.rebuilds})
         broken.shutdown(wait=False, cancel_futures=True)
@@ -66,6 +98,8 @@ class CompressionPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._quarantine is not None:
+            self._quarantine.shutdown(wait=True, cancel_futures=True)
 
 
 def _init_child(max_pixels: int, supervisor_pid: int) -> None:

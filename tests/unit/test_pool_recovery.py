@@ -1,39 +1,64 @@
-"""A compression process killed mid-job (as the OOM killer would) breaks the executor; the pool
-replaces it and the retried image succeeds."""
+"""A compression process that dies mid-job (a decoder crash, the OOM killer) breaks the executor:
+the pool replaces it, runs the images that were in flight again one by one, and rejects only the
+one that kills a process again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import pytest
-
-from compressor.compress import CompressOptions
+from compressor.compress import CompressedImage, CompressOptions, ImageRejected
 from compressor.pool import CompressionPool
 from tests.imagegen import photo_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_a_killed_child_is_replaced_and_the_retry_succeeds():
+def crash_on_poison(data: bytes, options: CompressOptions) -> CompressedImage:
+    """Work for the pool's children: dies on b"poison" as a crashing decoder would."""
+    if data == b"poison":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return CompressedImage(data, 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+
+
+async def test_an_image_in_flight_when_a_child_is_killed_still_succeeds():
     pool = CompressionPool(processes=1, max_pixels=50_000_000)
     try:
         pool.warm_up()
         options = CompressOptions(max_dimension=64)
-        source = photo_jpeg(2000, 1500)
         (pid,) = pool.pids()
-        os.kill(pid, signal.SIGKILL)
-        with pytest.raises(BrokenProcessPool):
-            await pool.compress(source, options)
-        assert pool.rebuilds == 1
-        result = await pool.compress(source, options)
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer would, whatever the image
+        result = await pool.compress(photo_jpeg(2000, 1500), options)
         assert max(result.width, result.height) == 64
+        assert pool.rebuilds == 1
         assert pool.pids() != [pid]
+    finally:
+        pool.shutdown()
+
+
+async def test_only_the_image_that_kills_its_process_again_alone_is_rejected():
+    pool = CompressionPool(processes=2, max_pixels=1000, work=crash_on_poison)
+    try:
+        pool.warm_up()
+        options = CompressOptions()
+        bystanders = [f"image {n}".encode() for n in range(6)]
+        results = await asyncio.gather(
+            pool.compress(b"poison", options),
+            *(pool.compress(data, options) for data in bystanders),
+            return_exceptions=True,
+        )
+        poison, *others = results
+        assert isinstance(poison, ImageRejected)
+        assert poison.reason == "crashes_decoder"
+        assert [r.data for r in others] == bystanders  # none of them paid for the crash
+        assert pool.rebuilds >= 1
+        # The pool goes on serving.
+        assert (await pool.compress(b"after", options)).data == b"after"
     finally:
         pool.shutdown()
 
@@ -54,9 +79,12 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # A zombie child of init is gone too, awaiting its reaping.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    # A zombie child of init is gone too, awaiting its reaping (or reaped meanwhile).
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 async def _within(seconds: float, condition, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -92,5 +120,6 @@ async def test_pool_processes_end_with_a_supervisor_killed_without_warning(tmp_p
         )
     finally:
         if supervisor.returncode is None:
-            supervisor.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited unreaped
+                supervisor.kill()
             await supervisor.wait()
