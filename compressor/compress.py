@@ -46,7 +46,7 @@ from PIL import (
 from compressor.sniff import SNIFF_BYTES, sniff_image_type
 
 RejectReason = Literal[
-    "not_an_image", "decompression_bomb", "corrupt", "unsupported", "crashes_decoder"
+    "not_an_image", "decompression_bomb", "corrupt", "unsupported", "crashes_decoder", "too_slow"
 ]
 OutputFormat = Literal["jpeg", "webp"]
 
@@ -90,7 +90,8 @@ class ImageRejected(Exception):
     """This image can never be compressed; retrying will not help.
 
     ``reason`` is one of ``not_an_image``, ``decompression_bomb``, ``corrupt``,
-    ``unsupported``, ``crashes_decoder`` (set by the pool); ``detail`` is free text for logs.
+    ``unsupported``, ``crashes_decoder`` or ``too_slow`` (these two set by the pool); ``detail``
+    is free text for logs.
     """
 
     def __init__(self, reason: RejectReason, detail: str = "") -> None:

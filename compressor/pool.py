@@ -5,6 +5,10 @@ pending and future submission raises BrokenProcessPool. The pool swaps in a fres
 once. Which image killed the process is unknown, so every image that was in flight runs again
 alone, one at a time, in a quarantine process: the one that kills that process too is rejected
 (`crashes_decoder`), and the others succeed without spending any of their retry attempts.
+
+A compression running past its timeout is handled the same way: a running child cannot be told
+to stop, so the pool's processes are killed, and the image that overruns again alone is
+rejected (`too_slow`).
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class CompressionPool:
-    def __init__(self, processes: int, max_pixels: int, *, work: Work = compress) -> None:
+    def __init__(
+        self, processes: int, max_pixels: int, *, timeout_s: float = 30.0, work: Work = compress
+    ) -> None:
         self.processes = processes
         self.max_pixels = max_pixels
+        self.timeout_s = timeout_s
         self.work = work  # a module-level function: the children import it by name
         self.rebuilds = 0
         self._executor = self._new_executor(processes)
@@ -60,12 +67,22 @@ class CompressionPool:
     async def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         executor = self._executor
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                executor, self.work, data, options
-            )
+            return await self._run(executor, data, options)
         except BrokenProcessPool:
             self._replace(executor)
+        except TimeoutError:
+            log.error("pool.compress_timeout", extra={"bytes": len(data), "s": self.timeout_s})
+            _kill_processes(executor)  # breaks it: every image in flight goes the same way
+            self._replace(executor)
         return await self._alone(data, options)
+
+    async def _run(
+        self, executor: ProcessPoolExecutor, data: bytes, options: CompressOptions
+    ) -> CompressedImage:
+        return await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(executor, self.work, data, options),
+            self.timeout_s,
+        )
 
     async def _alone(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """Runs an image that was in flight when a process died, with nothing else beside it."""
@@ -74,16 +91,24 @@ class CompressionPool:
                 self._quarantine = self._new_executor(1)
             executor = self._quarantine
             try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    executor, self.work, data, options
-                )
+                return await self._run(executor, data, options)
             except BrokenProcessPool:
-                self._quarantine = None
-                executor.shutdown(wait=False, cancel_futures=True)
+                self._drop_quarantine(executor)
                 log.error("pool.image_killed_its_process", extra={"bytes": len(data)})
                 raise ImageRejected(
                     "crashes_decoder", "a compression process died with it, then again alone"
                 ) from None
+            except TimeoutError:
+                _kill_processes(executor)
+                self._drop_quarantine(executor)
+                log.error("pool.image_too_slow", extra={"bytes": len(data), "s": self.timeout_s})
+                raise ImageRejected(
+                    "too_slow", f"over {self.timeout_s} s to compress, twice, the second alone"
+                ) from None
+
+    def _drop_quarantine(self, executor: ProcessPoolExecutor) -> None:
+        self._quarantine = None
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is not broken:
@@ -100,6 +125,11 @@ class CompressionPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self._quarantine is not None:
             self._quarantine.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_processes(executor: ProcessPoolExecutor) -> None:
+    for process in list((executor._processes or {}).values()):
+        process.kill()
 
 
 def _init_child(max_pixels: int, supervisor_pid: int) -> None:

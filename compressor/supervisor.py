@@ -111,7 +111,11 @@ class Supervisor:
         settings, options = self.settings, self.options
         await self._ensure_topics()
         # Resources close in reverse order: consumer first (leaves the group), pool last.
-        self.pool = CompressionPool(options.processes, settings.image_max_pixels)
+        self.pool = CompressionPool(
+            options.processes,
+            settings.image_max_pixels,
+            timeout_s=settings.image_compress_timeout_seconds,
+        )
         stack.callback(self.pool.shutdown)
         await asyncio.to_thread(self.pool.warm_up)
         db = await create_pool(settings, min_size=1)

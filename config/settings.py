@@ -295,6 +295,13 @@ class Settings:
         _int_between(1, 1_000_000_000),
         "Largest source resolution; above it an image is a decompression bomb.",
     )
+    image_compress_timeout_seconds: float = _env_field(
+        "IMAGE_COMPRESS_TIMEOUT_SECONDS",
+        30.0,
+        _float_between(0.1, 3600),
+        "Longest compression of one image; past it the process is killed and the image retried "
+        "alone, then rejected as too_slow.",
+    )
     image_max_attempts: int = _env_field(
         "IMAGE_MAX_ATTEMPTS",
         4,

@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,32 @@ def crash_on_poison(data: bytes, options: CompressOptions) -> CompressedImage:
     if data == b"poison":
         os.kill(os.getpid(), signal.SIGKILL)
     return CompressedImage(data, 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+
+
+def hang_on_slow(data: bytes, options: CompressOptions) -> CompressedImage:
+    """Work for the pool's children: never finishes b"slow", as a pathological decode would."""
+    if data == b"slow":
+        threading.Event().wait()
+    return CompressedImage(data, 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+
+
+async def test_an_image_that_overruns_its_timeout_again_alone_is_rejected_as_too_slow():
+    pool = CompressionPool(processes=2, max_pixels=1000, timeout_s=0.5, work=hang_on_slow)
+    try:
+        pool.warm_up()
+        options = CompressOptions()
+        bystanders = [f"image {n}".encode() for n in range(4)]
+        slow, *others = await asyncio.gather(
+            pool.compress(b"slow", options),
+            *(pool.compress(data, options) for data in bystanders),
+            return_exceptions=True,
+        )
+        assert isinstance(slow, ImageRejected)
+        assert slow.reason == "too_slow"
+        assert [r.data for r in others] == bystanders
+        assert (await pool.compress(b"after", options)).data == b"after"
+    finally:
+        pool.shutdown()
 
 
 async def test_an_image_in_flight_when_a_child_is_killed_still_succeeds():
