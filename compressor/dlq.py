@@ -7,7 +7,6 @@ the time, next to the original key and payload.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -113,9 +112,6 @@ async def read_all(
         await consumer.stop()
 
 
-_ID = re.compile(r"[0-9]{1,19}")
-
-
 async def replay(
     bootstrap_servers: str,
     dlq_topic: str,
@@ -130,6 +126,7 @@ async def replay(
     import asyncpg
     from aiokafka import AIOKafkaProducer
 
+    from db.ids import id_from_text
     from db.products import reopen_failed
 
     letters = [
@@ -137,7 +134,7 @@ async def replay(
         for letter in await read_all(bootstrap_servers, dlq_topic)
         if product_id is None or letter.product_id == product_id
     ]
-    ids = [int(p) for p in (letter.product_id for letter in letters) if _ID.fullmatch(p)]
+    ids = [i for letter in letters if (i := id_from_text(letter.product_id)) is not None]
     conn = await asyncpg.connect(postgres_url)
     try:
         await reopen_failed(conn, ids)

@@ -8,11 +8,12 @@ keyed by the product id so all jobs of a product land on one partition, in order
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from db.ids import id_from_text
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ def encode_job(job: ImageJob) -> bytes:
     )
 
 
-_PRODUCT_ID = re.compile(r"[0-9]{1,19}")
-_MAX_ID = 2**63 - 1
-
-
 def decode_job(payload: bytes | None) -> ImageJob:
     try:
         data = orjson.loads(payload or b"")
@@ -47,16 +44,11 @@ def decode_job(payload: bytes | None) -> ImageJob:
     if not isinstance(data, dict) or data.get("v") != 1:
         raise PoisonJob("payload is not a version 1 image job")
     product_id, urls = data.get("product_id"), data.get("product_images")
-    # ASCII digits within BIGINT: str.isdigit() also takes "²", which int() then refuses.
-    if (
-        not isinstance(product_id, str)
-        or not _PRODUCT_ID.fullmatch(product_id)
-        or not 1 <= int(product_id) <= _MAX_ID
-    ):
+    if not isinstance(product_id, str) or (number := id_from_text(product_id)) is None:
         raise PoisonJob("product_id must be a string of digits from 1 to 2^63-1")
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise PoisonJob("product_images must be a list of strings")
-    return ImageJob(int(product_id), tuple(urls))
+    return ImageJob(number, tuple(urls))
 
 
 async def ensure_topics(

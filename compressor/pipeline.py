@@ -177,20 +177,22 @@ class Pipeline:
         cached for its whole TTL. If Redis stays unreachable, the database holds the result and
         the job is done all the same; what is left is a cached copy that may be stale until it
         expires, and that is logged."""
-        attempts = self.settings.image_max_attempts
-        for attempt in range(1, attempts + 1):
-            if await self.cache.put_fresh(product_id, body):
-                return
-            if attempt < attempts:
-                await asyncio.sleep(backoff_s(attempt, self.settings.image_retry_base_seconds))
-        log.error(
-            "cache.refresh_failed",
-            extra={
-                "product_id": product_id,
-                "attempts": attempts,
-                "stale_for_at_most_s": self.settings.cache_ttl_seconds,
-            },
-        )
+
+        async def put() -> None:
+            if not await self.cache.put_fresh(product_id, body):  # it logged the Redis error
+                raise ImageFailure("cache_unavailable", transient=True)
+
+        try:
+            await self._retrying(put, step="cache", product_id=product_id)
+        except JobExhausted as exhausted:
+            log.error(
+                "cache.refresh_failed",
+                extra={
+                    "product_id": product_id,
+                    "attempts": exhausted.attempts,
+                    "stale_for_at_most_s": self.settings.cache_ttl_seconds,
+                },
+            )
 
     async def _job_step(self, call: Callable[[], Awaitable[T]], step: str, product_id: int) -> T:
         """A database step of the whole job, retried; failing for good, it dead-letters the job."""

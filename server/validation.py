@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from db.ids import ID_DIGITS, MAX_ID
 from server.errors import bad_request
 
 MAX_NAME_LENGTH = 255
@@ -20,10 +21,8 @@ MAX_URL_LENGTH = 2048
 MAX_EMAIL_LENGTH = 320
 # NUMERIC(12, 2) holds up to 9 999 999 999.99; anything near that is a typo, not a price.
 MAX_PRICE = Decimal("1000000000")
-MAX_ID = 2**63 - 1
 MIN_LIMIT, MAX_LIMIT, DEFAULT_LIMIT = 1, 200, 50
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
 _LIMIT = re.compile(r"[0-9]{1,6}")  # ASCII only: str.isdigit() also takes "²", which int() refuses
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PRICE_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -62,7 +61,7 @@ def parse_id(value: Any, field: str) -> int:
         raise bad_request(f"{field} must be a positive integer or a string of digits", field)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+    elif isinstance(value, str) and ID_DIGITS.fullmatch(value):
         number = int(value)
     else:
         raise bad_request(f"{field} must be a positive integer or a string of digits", field)
@@ -225,7 +224,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         raise error from None
-    if not text.startswith(_CURSOR_PREFIX) or not _DIGITS.fullmatch(text[len(_CURSOR_PREFIX) :]):
+    if not text.startswith(_CURSOR_PREFIX) or not ID_DIGITS.fullmatch(text[len(_CURSOR_PREFIX) :]):
         raise error
     last_id = int(text[len(_CURSOR_PREFIX) :])
     if not 1 <= last_id <= MAX_ID:
