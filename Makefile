@@ -34,8 +34,13 @@ bench: setup
 	@scripts/apt-install wrk libjpeg-turbo-progs
 	@$(STACK_ENV) scripts/bench
 
+# The product's code: what mypy checks (tests and benchmarks are checked by running them).
+PRODUCT := catalogue config db server compressor run_api.py run_workers.py
+
 lint: deps
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	@$(PY) -m mypy $(PRODUCT)
+	@.venv/bin/lint-imports
 
 stack-down:
 	@$(STACK) down

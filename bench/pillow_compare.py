@@ -83,7 +83,7 @@ def simd_installed() -> bool:
 def photo(path: Path) -> bytes:
     """The benchmark image: read it, or generate it (and write it) on the first run."""
     if not path.exists():
-        from tests.imagegen import photo_jpeg
+        from testkit.imagegen import photo_jpeg
 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(photo_jpeg(4000, 3000, orientation=6))

@@ -23,7 +23,7 @@ ROUNDS = 50 if QUICK else 500
 WARMUP_ROUNDS = 5 if QUICK else 20
 PRODUCTS = ROUNDS + WARMUP_ROUNDS + 1  # the first is the hit benchmark's
 START_TIMEOUT_S = 30.0
-KEY_PREFIX = "product:v1:"  # server.cache.KEY_PREFIX
+KEY_PREFIX = "product:v1:"  # catalogue.cache.KEY_PREFIX
 
 
 @dataclass

@@ -21,7 +21,7 @@ from PIL import Image
 
 from bench.conftest import QUICK, seconds_to_compress, write_result
 from bench.pillow_compare import OPTIONS, naive, project
-from tests.imagegen import photo_jpeg, png_with_alpha
+from testkit.imagegen import photo_jpeg, png_with_alpha
 
 # name: (generator, rounds in quick mode, rounds in full mode)
 IMAGES: dict[str, tuple[Callable[[], bytes], int, int]] = {

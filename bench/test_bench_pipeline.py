@@ -47,8 +47,8 @@ from bench.conftest import free_port, seconds_to_compress, write_result
 from compressor.compress import CompressOptions
 from config import Settings, load_settings
 from server.app import create_app
-from tests.imagegen import photo_jpeg
-from tests.integration.workers import ImageServer, WorkerProcess
+from testkit.imagegen import photo_jpeg
+from testkit.workers import ImageServer, WorkerProcess
 
 # Quick mode too: a shorter run is mostly ramp-up and tail, not the steady state it measures.
 PRODUCTS = 40

@@ -126,7 +126,7 @@ async def replay(
     import asyncpg
     from aiokafka import AIOKafkaProducer
 
-    from db.ids import id_from_text
+    from catalogue.ids import id_from_text
     from db.products import reopen_failed
 
     letters = [

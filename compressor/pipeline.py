@@ -21,16 +21,17 @@ from typing import TypeVar
 
 import asyncpg
 
+from catalogue.cache import ProductCache
+from catalogue.jobs import ImageJob
+from catalogue.product_json import render_product
 from compressor.compress import CompressOptions
 from compressor.download import Downloader
 from compressor.errors import ImageFailure, backoff_s, classify
-from compressor.jobs import ImageJob
 from compressor.metrics import WorkerMetrics
 from compressor.pool import CompressionPool
 from compressor.storage import Storage, image_key, public_url
 from config import Settings
 from db import products
-from server.cache import ProductCache
 
 log = logging.getLogger("compressor")
 T = TypeVar("T")
@@ -167,7 +168,7 @@ class Pipeline:
         if row is None:
             log.warning("job.product_missing", extra={"product_id": product_id})
             return
-        await self._refresh_cache(product_id, products.render_product(row))
+        await self._refresh_cache(product_id, render_product(row))
 
     async def _refresh_cache(self, product_id: int, body: bytes) -> None:
         """Stores the processed product in Redis and tells every API process (plain SET: this is

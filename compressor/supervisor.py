@@ -26,10 +26,12 @@ from aiokafka.errors import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from catalogue import cache as product_cache
+from catalogue.jobs import ImageJob, PoisonJob, decode_job
+from catalogue.topics import ensure_job_topics
 from compressor.dlq import dead_letter_headers
 from compressor.download import Downloader, create_session
 from compressor.errors import backoff_s
-from compressor.jobs import ImageJob, PoisonJob, decode_job, ensure_topics
 from compressor.metrics import WorkerMetrics
 from compressor.offsets import OffsetTracker
 from compressor.pipeline import JobExhausted, Pipeline
@@ -37,7 +39,6 @@ from compressor.pool import CompressionPool
 from compressor.storage import create_storage
 from config import Settings
 from db.pool import create_pool
-from server import cache as product_cache
 
 log = logging.getLogger("compressor")
 # Dead letters Kafka will never accept, however long the worker waits. (aiokafka's `retriable`
@@ -164,12 +165,7 @@ class Supervisor:
         attempt = 0
         while True:
             try:
-                await ensure_topics(
-                    settings.kafka_bootstrap_servers,
-                    [settings.kafka_jobs_topic, settings.kafka_dlq_topic],
-                    partitions=settings.kafka_topic_partitions,
-                    replication_factor=settings.kafka_replication_factor,
-                )
+                await ensure_job_topics(settings)
                 return
             except (KafkaError, OSError) as exc:
                 attempt += 1

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message the relay will publish as it is: `payload` is JSON text."""
+
+    topic: str
+    key: str
+    payload: str
+
 
 # SKIP LOCKED lets several relays (one per API process) drain the table side by side.
 _CLAIM = """

@@ -1,4 +1,4 @@
-"""Queries of the products table, and the product's public JSON representation.
+"""Queries of the products table.
 
 The list query is assembled from constant fragments chosen by which filters are present, so each
 combination gets its own plan (a catch-all `$n IS NULL OR …` would hide the trigram index from
@@ -19,24 +19,29 @@ from typing import Any
 import asyncpg
 import orjson
 
+from db.outbox import OutboxMessage
+
 COLUMNS = (
     "id, user_id, product_name, product_description, product_images, compressed_product_images, "
     "product_price, processing_status::text AS processing_status, processing_errors::text "
     "AS processing_errors, created_at, updated_at"
 )
 
+# The id is reserved first so the caller can encode the product's job (catalogue.jobs) before
+# the one statement that writes both: the job contract stays in Python, in one place.
+_RESERVE_ID = "SELECT nextval(pg_get_serial_sequence('products', 'id'))"
+
 _CREATE = f"""
 WITH product AS (
-    INSERT INTO products (user_id, product_name, product_description, product_images,
+    INSERT INTO products (id, user_id, product_name, product_description, product_images,
                           product_price, processing_status)
-    VALUES ($1, $2, $3, $4::text[], $5,
-            CASE WHEN cardinality($4::text[]) = 0 THEN 'done' ELSE 'pending' END::processing_status)
+    OVERRIDING SYSTEM VALUE
+    VALUES ($1, $2, $3, $4, $5::text[], $6,
+            CASE WHEN cardinality($5::text[]) = 0 THEN 'done' ELSE 'pending' END::processing_status)
     RETURNING *
 ), job AS (
     INSERT INTO outbox (topic, key, payload)
-    SELECT $6, id::text, jsonb_build_object('v', 1, 'product_id', id::text, 'product_images',
-                                            to_jsonb(product_images))
-    FROM product WHERE cardinality(product_images) > 0
+    SELECT $7, $8, $9::text::jsonb FROM product WHERE $9::text IS NOT NULL
 )
 SELECT {COLUMNS} FROM product
 """
@@ -88,20 +93,36 @@ def list_query(filters: ListFilter) -> tuple[str, list[Any]]:
     return sql, args
 
 
+async def reserve_product_id(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval(_RESERVE_ID)
+
+
 async def create_product(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
+    product_id: int,
     user_id: int,
     name: str,
     description: str,
     images: Sequence[str],
     price: Decimal,
-    jobs_topic: str,
+    job: OutboxMessage | None,
 ) -> asyncpg.Record:
-    """Inserts the product and, in the same statement, its image job into the outbox."""
+    """Inserts the product under its reserved id and, in the same statement, its job into the
+    outbox."""
+    topic, key, payload = (job.topic, job.key, job.payload) if job else (None, None, None)
     try:
         return await conn.fetchrow(
-            _CREATE, user_id, name, description, list(images), price, jobs_topic
+            _CREATE,
+            product_id,
+            user_id,
+            name,
+            description,
+            list(images),
+            price,
+            topic,
+            key,
+            payload,
         )
     except asyncpg.ForeignKeyViolationError:
         raise UnknownUser(user_id) from None
@@ -158,32 +179,3 @@ async def finish_processing(
         status,
         orjson.dumps(list(errors)).decode(),
     )
-
-
-def product_dict(row: asyncpg.Record) -> dict[str, Any]:
-    product: dict[str, Any] = {
-        "product_id": str(row["id"]),
-        "user_id": str(row["user_id"]),
-        "product_name": row["product_name"],
-        "product_description": row["product_description"],
-        "product_images": row["product_images"],
-        "compressed_product_images": row["compressed_product_images"],
-        # NUMERIC(12,2) fits a double exactly enough that its shortest repr is the decimal.
-        "product_price": float(row["product_price"]),
-        "processing_status": row["processing_status"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
-    errors = orjson.loads(row["processing_errors"])
-    if errors:
-        product["processing_errors"] = errors
-    return product
-
-
-def render_product(row: asyncpg.Record) -> bytes:
-    """The ready-to-send JSON of one product: what the API returns and the cache stores."""
-    return orjson.dumps(product_dict(row))
-
-
-def render_products(rows: Sequence[asyncpg.Record]) -> bytes:
-    return orjson.dumps([product_dict(row) for row in rows])

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from catalogue import cache as product_cache
 from config import Settings
 from db.pool import create_pool
-from server import cache as product_cache
 from server.body import MAX_BODY_BYTES
 from server.handlers import health, images, products, users
 from server.invalidation import listen_for_invalidations

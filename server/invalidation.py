@@ -11,7 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from server.cache import INVALIDATION_CHANNEL
+from catalogue.cache import INVALIDATION_CHANNEL
 from server.local_cache import LocalCache
 
 log = logging.getLogger(__name__)

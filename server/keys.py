@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from catalogue.cache import ProductCache
 from config import Settings
-from server.cache import ProductCache
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.relay import OutboxRelay

@@ -3,7 +3,7 @@
 A Redis round trip costs more server CPU than the rest of a cached GET (measured: ~100 µs vs
 ~34 µs per request), so hot products are also kept in each API process. Coherence:
 - Every writer of a fresh value (product creation, the worker after processing) publishes the
-  product id on INVALIDATION_CHANNEL in the same round trip as its SET (see server/cache.py);
+  product id on INVALIDATION_CHANNEL in the same round trip as its SET (see catalogue/cache.py);
   each API process subscribes and drops the entry.
 - A reader may only store what it fetched if no invalidation arrived in between (the epoch
   check), so a value read just before an invalidation cannot outlive it.

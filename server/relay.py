@@ -18,7 +18,7 @@ import time
 import asyncpg
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
-from compressor.jobs import ensure_topics
+from catalogue.topics import ensure_job_topics
 from config import Settings
 from db import outbox
 
@@ -46,12 +46,7 @@ class OutboxRelay:
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
             settings = self.settings
-            await ensure_topics(
-                settings.kafka_bootstrap_servers,
-                [settings.kafka_jobs_topic, settings.kafka_dlq_topic],
-                partitions=settings.kafka_topic_partitions,
-                replication_factor=settings.kafka_replication_factor,
-            )
+            await ensure_job_topics(settings)
             producer = AIOKafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 enable_idempotence=True,  # implies acks=all

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from db.ids import ID_DIGITS, MAX_ID
+from catalogue.ids import ID_DIGITS, MAX_ID
 from server.errors import bad_request
 
 MAX_NAME_LENGTH = 255

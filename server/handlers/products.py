@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
+from catalogue.cache import NOT_FOUND, Lookup
+from catalogue.jobs import ImageJob, encode_job, job_key
+from catalogue.product_json import render_product, render_products
 from db import products
+from db.outbox import OutboxMessage
 from server.body import read_json
-from server.cache import NOT_FOUND, Lookup
 from server.database import connection
 from server.errors import ApiError, bad_request, error_response
 from server.keys import CACHE, LOCAL_CACHE, PRODUCT_LOADS, SETTINGS
@@ -29,25 +34,34 @@ async def create_product(request: web.Request) -> web.Response:
     new = parse_new_product(await read_json(request), settings.max_images_per_product)
     try:
         async with connection(request) as conn:
+            product_id = await products.reserve_product_id(conn)
             row = await products.create_product(
                 conn,
+                product_id=product_id,
                 user_id=new.user_id,
                 name=new.name,
                 description=new.description,
                 images=new.images,
                 price=new.price,
-                jobs_topic=settings.kafka_jobs_topic,
+                job=_image_job(product_id, new.images, settings.kafka_jobs_topic),
             )
     except products.UnknownUser:
         raise ApiError(422, f"user {new.user_id} does not exist", {"field": "user_id"}) from None
     # Replaces a cached 404 for its id, but never the worker's result, which may be there first.
-    await request.app[CACHE].put_new(row["id"], products.render_product(row))
+    await request.app[CACHE].put_new(row["id"], render_product(row))
     product_id = str(row["id"])
     return web.json_response(
         {**_CREATED, "product_id": product_id},
         status=201,
         headers={"Location": f"/products/{product_id}"},
     )
+
+
+def _image_job(product_id: int, images: Sequence[str], topic: str) -> OutboxMessage | None:
+    if not images:
+        return None  # nothing to process: the product is created done
+    payload = encode_job(ImageJob(product_id, tuple(images))).decode()
+    return OutboxMessage(topic, job_key(product_id), payload)
 
 
 def _not_found(product_id: int, cache: str) -> web.Response:
@@ -77,7 +91,7 @@ async def get_product(request: web.Request) -> web.Response:
     async def load() -> bytes:
         async with connection(request) as conn:
             row = await products.get_product(conn, product_id)
-        body = NOT_FOUND if row is None else products.render_product(row)
+        body = NOT_FOUND if row is None else render_product(row)
         if cached is Lookup.MISS and await cache.fill(product_id, body):
             # Only what went into Redis goes into the local cache: if the fill lost to a
             # fresher value, ours is not worth keeping.
@@ -115,4 +129,4 @@ async def list_products(request: web.Request) -> web.Response:
         rows = rows[:limit]
         next_url = request.rel_url.update_query(cursor=encode_cursor(rows[-1]["id"]))
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return web.Response(body=products.render_products(rows), headers=headers)
+    return web.Response(body=render_products(rows), headers=headers)

@@ -2,7 +2,8 @@
 
 Each test session gets its own database (catalogue_test, migrated once, emptied per session),
 Redis database 15, and Kafka topics with a unique suffix, so a developer's data and earlier runs
-never leak into a test.
+never leak into a test. TEST_POSTGRES_DB and TEST_REDIS_DB choose others, so two sessions can
+share one stack.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ async def wait_for(
         await asyncio.sleep(interval_s)
 
 
+async def _create_database_if_missing(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')  # a name from the developer's env
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
     return _stack_env()
@@ -65,11 +75,14 @@ def stack_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def base_settings(stack_env, tmp_path_factory) -> Settings:
     suffix = uuid.uuid4().hex[:8]
-    postgres_url = stack_env["POSTGRES_URL"].rsplit("/", 1)[0] + "/catalogue_test"
+    test_db = os.environ.get("TEST_POSTGRES_DB", "catalogue_test")
+    postgres_url = stack_env["POSTGRES_URL"].rsplit("/", 1)[0] + "/" + test_db
     env = {
         **stack_env,
         "POSTGRES_URL": postgres_url,
-        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + "/15",
+        "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0]
+        + "/"
+        + os.environ.get("TEST_REDIS_DB", "15"),
         "KAFKA_JOBS_TOPIC": f"test-jobs-{suffix}",
         "KAFKA_DLQ_TOPIC": f"test-jobs-{suffix}.dlq",
         "KAFKA_TOPIC_PARTITIONS": "3",
@@ -80,6 +93,7 @@ def base_settings(stack_env, tmp_path_factory) -> Settings:
     settings = load_settings(env, None)
 
     async def prepare() -> None:
+        await _create_database_if_missing(stack_env["POSTGRES_URL"], test_db)
         await migrate(settings.postgres_url)
         conn = await asyncpg.connect(settings.postgres_url)
         try:

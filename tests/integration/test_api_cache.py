@@ -11,9 +11,10 @@ from dataclasses import replace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from catalogue.cache import INVALIDATION_CHANNEL, Lookup, ProductCache, product_key
+from catalogue.product_json import render_product
 from db import products as db_products
 from server.app import create_app
-from server.cache import INVALIDATION_CHANNEL, Lookup, ProductCache, product_key
 from server.keys import CACHE
 
 from .conftest import stack, wait_for
@@ -163,7 +164,7 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
             status="done",
             errors=[],
         )
-        fresh = db_products.render_product(fresh_row)
+        fresh = render_product(fresh_row)
         worker_cache = ProductCache(
             redis_client,
             ttl_s=settings.cache_ttl_seconds,
@@ -208,7 +209,7 @@ async def test_the_creators_first_value_never_replaces_the_workers_result_that_l
         row = await db_products.finish_processing(
             db, product_id, compressed_images=[], status="failed", errors=[]
         )
-        fresh.append(db_products.render_product(row))
+        fresh.append(render_product(row))
         assert await worker_cache.put_fresh(product_id, fresh[0])
         stored.append(await real_put_new(product_id, body))
         return stored[-1]

@@ -11,9 +11,9 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from catalogue.cache import NOT_FOUND, product_key
 from db.pool import create_pool
 from db.products import ListFilter, list_products, list_query
-from server.cache import NOT_FOUND, product_key
 
 pytestmark = pytest.mark.integration
 

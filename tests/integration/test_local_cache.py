@@ -9,10 +9,11 @@ import contextlib
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from catalogue.cache import ProductCache, connect
+from catalogue.product_json import render_product
 from db import products
 from server import invalidation
 from server.app import create_app
-from server.cache import ProductCache, connect
 from server.keys import LOCAL_CACHE
 from server.local_cache import LocalCache
 
@@ -63,7 +64,7 @@ async def test_a_fresh_value_replaces_the_local_copies_in_every_process(
     )
     worker_cache = ProductCache(connect(settings.redis_url), ttl_s=60, negative_ttl_s=5)
     try:
-        assert await worker_cache.put_fresh(product_id, products.render_product(row))
+        assert await worker_cache.put_fresh(product_id, render_product(row))
     finally:
         await worker_cache.client.aclose()
 

@@ -19,9 +19,9 @@ from aiohttp import web
 from PIL import Image
 
 from config.settings import settings_to_env
-from tests.imagegen import photo_jpeg
+from testkit.imagegen import photo_jpeg
 from tests.integration.conftest import wait_for
-from tests.integration.workers import ROOT, ImageServer, WorkerProcess
+from testkit.workers import ROOT, ImageServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
 

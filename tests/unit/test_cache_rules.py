@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from server.cache import Lookup, ProductCache, connect, product_key
+from catalogue.cache import Lookup, ProductCache, connect, product_key
 
 
 def unreachable_cache(retry_after_s: float = 60.0) -> ProductCache:
@@ -22,7 +22,7 @@ async def test_unreachable_redis_is_bypassed_not_an_error():
 
 async def test_failures_are_logged_once_per_interval_not_per_request(caplog):
     cache = unreachable_cache(retry_after_s=0.0)  # every call really tries Redis
-    with caplog.at_level(logging.WARNING, logger="server.cache"):
+    with caplog.at_level(logging.WARNING, logger="catalogue.cache"):
         for _ in range(20):
             await cache.get(1)
     assert [r.getMessage() for r in caplog.records].count("cache.unavailable") == 1

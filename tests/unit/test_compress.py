@@ -23,7 +23,7 @@ from compressor.compress import (
     init_worker,
     target_size,
 )
-from tests import imagegen
+from testkit import imagegen
 
 ROOT = Path(__file__).resolve().parents[2]
 

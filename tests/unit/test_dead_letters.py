@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
+from catalogue.jobs import ImageJob
 from compressor import supervisor as supervisor_module
 from compressor.errors import transient
-from compressor.jobs import ImageJob
 from compressor.pipeline import JobExhausted
 from compressor.supervisor import Supervisor, WorkerOptions
 from config import load_settings

@@ -8,7 +8,7 @@ from aiohttp import web
 from compressor.download import Downloader, create_session
 from compressor.errors import ImageFailure
 from config import load_settings
-from tests import imagegen
+from testkit import imagegen
 
 
 @pytest.fixture

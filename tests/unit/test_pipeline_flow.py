@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import pytest
 
+from catalogue.jobs import ImageJob
 from compressor import pipeline as pipeline_module
 from compressor.compress import CompressedImage, CompressOptions
 from compressor.download import Downloaded
 from compressor.errors import permanent, transient
-from compressor.jobs import ImageJob
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Pipeline
 from config import load_settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compressor.compress import CompressedImage, CompressOptions, ImageRejected
 from compressor.pool import CompressionPool
-from tests.imagegen import photo_jpeg
+from testkit.imagegen import photo_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 

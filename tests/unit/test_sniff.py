@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from compressor.sniff import SNIFF_BYTES, sniff_image_type
-from tests import imagegen
+from testkit import imagegen
 
 
 def encoded(file_format: str, **params: object) -> bytes:

@@ -8,9 +8,9 @@ from concurrent.futures.process import BrokenProcessPool
 import aiohttp
 import pytest
 
+from catalogue.jobs import ImageJob, PoisonJob, decode_job, encode_job
 from compressor.compress import ImageRejected
 from compressor.errors import ImageFailure, backoff_s, classify, http_status_failure
-from compressor.jobs import ImageJob, PoisonJob, decode_job, encode_job
 from compressor.offsets import OffsetTracker
 from compressor.pipeline import ImageResult, outcome
 from compressor.storage import image_key, public_url

@@ -17,7 +17,7 @@ from aiohttp import web
 from config import Settings
 from config.settings import settings_to_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

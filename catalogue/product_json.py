@@ -1,0 +1,41 @@
+"""The product's public JSON: what `GET /products/{id}` answers and what the cache stores.
+
+Rendered once per change, by whoever read the row (the API on a miss, the worker after
+processing), so both sides must produce the same bytes: this is the only place that says how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+
+def product_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    product: dict[str, Any] = {
+        "product_id": str(row["id"]),
+        "user_id": str(row["user_id"]),
+        "product_name": row["product_name"],
+        "product_description": row["product_description"],
+        "product_images": row["product_images"],
+        "compressed_product_images": row["compressed_product_images"],
+        # NUMERIC(12,2) fits a double exactly enough that its shortest repr is the decimal.
+        "product_price": float(row["product_price"]),
+        "processing_status": row["processing_status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+    errors = orjson.loads(row["processing_errors"])
+    if errors:
+        product["processing_errors"] = errors
+    return product
+
+
+def render_product(row: Mapping[str, Any]) -> bytes:
+    """The ready-to-send JSON of one product: what the API returns and the cache stores."""
+    return orjson.dumps(product_dict(row))
+
+
+def render_products(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    return orjson.dumps([product_dict(row) for row in rows])
