@@ -22,6 +22,7 @@ from typing import TypeVar
 import asyncpg
 
 from catalogue.cache import ProductCache
+from catalogue.images import image_key
 from catalogue.jobs import ImageJob
 from catalogue.product_json import render_product
 from compressor.compress import CompressOptions
@@ -29,7 +30,7 @@ from compressor.download import Downloader
 from compressor.errors import ImageFailure, backoff_s, classify
 from compressor.metrics import WorkerMetrics
 from compressor.pool import CompressionPool
-from compressor.storage import Storage, image_key, public_url
+from compressor.storage import Storage, public_url
 from config import Settings
 from db import products
 

@@ -7,7 +7,6 @@ writes the same key and never leaves duplicates.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +17,8 @@ from urllib.parse import urlsplit
 import aiofiles
 import aiofiles.os
 
+from catalogue.images import CACHE_CONTROL
 from config import Settings
-
-CACHE_CONTROL = "public, max-age=31536000, immutable"
-
-
-def image_key(product_id: int, data: bytes, extension: str) -> str:
-    return f"products/{product_id}/{hashlib.sha256(data).hexdigest()}.{extension}"
 
 
 def public_url(base_url: str, key: str) -> str:

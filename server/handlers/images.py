@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from aiohttp import web
 
+from catalogue.images import CACHE_CONTROL, CONTENT_TYPES, KEY_PATTERN
 from server.errors import ApiError
 from server.keys import SETTINGS
-
-_KEY = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*\.(jpg|webp)")
-CONTENT_TYPES = {"jpg": "image/jpeg", "webp": "image/webp"}
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def resolve_key(root: Path, key: str) -> Path | None:
     """The file for `key` under `root`, or None when the key is malformed or escapes root."""
-    if not _KEY.fullmatch(key):
+    if not KEY_PATTERN.fullmatch(key):
         return None
     path = (root / key).resolve()
     return path if path.is_relative_to(root) else None
@@ -33,6 +29,6 @@ async def get_image(request: web.Request) -> web.StreamResponse:
         path,
         headers={
             "Content-Type": CONTENT_TYPES[path.suffix.lstrip(".")],
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": CACHE_CONTROL,
         },
     )

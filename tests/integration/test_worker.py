@@ -20,8 +20,8 @@ from PIL import Image
 
 from config.settings import settings_to_env
 from testkit.imagegen import photo_jpeg
-from tests.integration.conftest import wait_for
 from testkit.workers import ROOT, ImageServer, WorkerProcess
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 

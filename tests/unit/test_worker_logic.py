@@ -8,12 +8,13 @@ from concurrent.futures.process import BrokenProcessPool
 import aiohttp
 import pytest
 
+from catalogue.images import image_key
 from catalogue.jobs import ImageJob, PoisonJob, decode_job, encode_job
 from compressor.compress import ImageRejected
 from compressor.errors import ImageFailure, backoff_s, classify, http_status_failure
 from compressor.offsets import OffsetTracker
 from compressor.pipeline import ImageResult, outcome
-from compressor.storage import image_key, public_url
+from compressor.storage import public_url
 
 
 def test_offsets_commit_only_below_the_lowest_unfinished_job():
