@@ -1,8 +1,10 @@
 """Writes bench/results/report.md from the JSON files the benchmarks wrote in bench/results/.
 
-Targets from issue 5 are marked met / not met / not measured; a missed target never fails (exit
-status 0 unless the report cannot be written). The charts of bench/charts.py (run before this,
-under bench/.venv-pillow) are embedded when their PNG exists.
+The project's performance targets (the *_TARGET thresholds below: compression and pool
+speed-ups, pipeline efficiency, cache-hit throughput, tail latency) are marked met / not met /
+not measured; a missed target never fails (exit status 0 unless the report cannot be written).
+The charts of bench/charts.py (run before this, under bench/.venv-pillow) are embedded when their
+PNG exists.
 """
 
 from __future__ import annotations
@@ -317,7 +319,7 @@ def targets_section(
         ),
     ]
     lines = [
-        "## Targets (issue 5)",
+        "## Performance targets",
         "",
         "| target | wanted | measured | status |",
         "|---|---|---:|---|",

@@ -1,5 +1,6 @@
-"""API throughput under load (issue 5, item 2): wrk against the real API (run_api.py, one
-process) on the real stack, every scenario next to GET /healthz on the same server in one run.
+"""API throughput under load, for the cache-hit and p99/p50 targets of bench/report.py: wrk
+against the real API (run_api.py, one process) on the real stack, every scenario next to
+GET /healthz on the same server in one run.
 
 The API is pinned to one CPU and wrk (one thread, 64 connections, closed loop) to another with
 `taskset`, so the load generator is never the bottleneck and the rate ratios measure the server.

@@ -1,3 +1,4 @@
-"""What the tests and the benchmarks share: image generators, and the real worker and a
-loopback image server as processes. `tests/` and `bench/` both import it; neither imports the
-other (an import-linter contract in pyproject.toml)."""
+"""What the tests and the benchmarks share: image generators (`imagegen`), the real worker and a
+loopback image server as processes (`workers`), and the load generator behind the command
+bench/load.py (`loadgen`). `tests/` and `bench/` both import it; neither imports the other, and
+testkit imports neither (import-linter contracts in pyproject.toml)."""

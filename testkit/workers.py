@@ -1,4 +1,5 @@
-"""Helpers to run the real worker (run_workers.py) and a loopback image server in tests."""
+"""Helpers to run the real worker (run_workers.py) and a loopback image server in tests and
+benchmarks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""bench/load.py: pure helpers, and whole runs against a small fake API on 127.0.0.1."""
+"""The load-testing command bench/load.py and its code, testkit/loadgen.py: the pure helpers and
+whole runs against a small fake API on 127.0.0.1 (in process), and the command itself as a
+subprocess, both as a script and as a module."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import web
 
-from bench import load
+from testkit import loadgen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOAD_SCRIPT = REPO_ROOT / "bench" / "load.py"
@@ -42,7 +44,7 @@ LOAD_SCRIPT = REPO_ROOT / "bench" / "load.py"
     ],
 )
 def test_parse_duration_accepts(text: str, seconds: float) -> None:
-    assert load.parse_duration(text) == pytest.approx(seconds)
+    assert loadgen.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize(
@@ -51,15 +53,15 @@ def test_parse_duration_accepts(text: str, seconds: float) -> None:
 )
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
-        load.parse_duration(text)
+        loadgen.parse_duration(text)
 
 
 def test_parse_args_defaults_and_values() -> None:
-    cfg = load.parse_args(["--url", "http://127.0.0.1:8080/", "--scenario", "get-hit"])
+    cfg = loadgen.parse_args(["--url", "http://127.0.0.1:8080/", "--scenario", "get-hit"])
     assert cfg.url == "http://127.0.0.1:8080"
     assert (cfg.concurrency, cfg.duration, cfg.requests, cfg.rate) == (64, 30.0, None, None)
 
-    cfg = load.parse_args(
+    cfg = loadgen.parse_args(
         [
             "--url=http://127.0.0.1:1",
             "--scenario=mixed",
@@ -89,7 +91,7 @@ def test_parse_args_defaults_and_values() -> None:
 )
 def test_parse_args_rejects(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        load.parse_args(["--url", "http://127.0.0.1:1", *extra])
+        loadgen.parse_args(["--url", "http://127.0.0.1:1", *extra])
     assert exit_info.value.code == 2
     capsys.readouterr()
 
@@ -97,19 +99,19 @@ def test_parse_args_rejects(extra: list[str], capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://127.0.0.1", "http://", "http://h/?a=1"])
 def test_parse_args_rejects_bad_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        load.parse_args(["--url", url, "--scenario", "healthz"])
+        loadgen.parse_args(["--url", url, "--scenario", "healthz"])
     assert "URL" in capsys.readouterr().err
 
 
 def test_seed_count() -> None:
-    assert load.seed_count("healthz", 50, None) == 0
-    assert load.seed_count("create", 50, None) == 0
-    assert load.seed_count("get-hit", None, 10_000) == load.DEFAULT_SEED_PRODUCTS
-    assert load.seed_count("get-hit", 7, None) == 7
-    assert load.seed_count("get-miss", None, 300) == 300
-    assert load.seed_count("get-miss", None, 10**9) == load.MAX_GET_MISS_SEED
-    assert load.seed_count("get-miss", None, None) == load.DEFAULT_GET_MISS_SEED
-    assert load.seed_count("get-miss", 12, 300) == 12
+    assert loadgen.seed_count("healthz", 50, None) == 0
+    assert loadgen.seed_count("create", 50, None) == 0
+    assert loadgen.seed_count("get-hit", None, 10_000) == loadgen.DEFAULT_SEED_PRODUCTS
+    assert loadgen.seed_count("get-hit", 7, None) == 7
+    assert loadgen.seed_count("get-miss", None, 300) == 300
+    assert loadgen.seed_count("get-miss", None, 10**9) == loadgen.MAX_GET_MISS_SEED
+    assert loadgen.seed_count("get-miss", None, None) == loadgen.DEFAULT_GET_MISS_SEED
+    assert loadgen.seed_count("get-miss", 12, 300) == 12
 
 
 # -- percentiles and summary ----------------------------------------------------------------------
@@ -117,34 +119,34 @@ def test_seed_count() -> None:
 
 def test_percentile_nearest_rank() -> None:
     data = [float(v) for v in range(1, 101)]
-    assert load.percentile(data, 0) == 1.0
-    assert load.percentile(data, 50) == 50.0
-    assert load.percentile(data, 90) == 90.0
-    assert load.percentile(data, 99) == 99.0
-    assert load.percentile(data, 99.9) == 100.0
-    assert load.percentile(data, 100) == 100.0
+    assert loadgen.percentile(data, 0) == 1.0
+    assert loadgen.percentile(data, 50) == 50.0
+    assert loadgen.percentile(data, 90) == 90.0
+    assert loadgen.percentile(data, 99) == 99.0
+    assert loadgen.percentile(data, 99.9) == 100.0
+    assert loadgen.percentile(data, 100) == 100.0
 
     ten = [float(v) for v in range(10, 110, 10)]
-    assert load.percentile(ten, 50) == 50.0
-    assert load.percentile(ten, 51) == 60.0
-    assert load.percentile(ten, 99) == 100.0
+    assert loadgen.percentile(ten, 50) == 50.0
+    assert loadgen.percentile(ten, 51) == 60.0
+    assert loadgen.percentile(ten, 99) == 100.0
 
     thousand = [float(v) for v in range(1, 1001)]
-    assert load.percentile(thousand, 99.9) == 999.0  # 99.9 * 1000 / 100 is not exact in floats
+    assert loadgen.percentile(thousand, 99.9) == 999.0  # 99.9 * 1000 / 100 is not exact in floats
 
-    assert load.percentile([7.0], 50) == 7.0
-    assert load.percentile([7.0], 99) == 7.0
-    assert load.percentile([], 50) is None
+    assert loadgen.percentile([7.0], 50) == 7.0
+    assert loadgen.percentile([7.0], 99) == 7.0
+    assert loadgen.percentile([], 50) is None
 
 
 @pytest.mark.parametrize("pct", [-1.0, 100.5])
 def test_percentile_rejects_out_of_range(pct: float) -> None:
     with pytest.raises(ValueError, match="percentile"):
-        load.percentile([1.0], pct)
+        loadgen.percentile([1.0], pct)
 
 
-def _sample_stats() -> load.Stats:
-    stats = load.Stats()
+def _sample_stats() -> loadgen.Stats:
+    stats = loadgen.Stats()
     for ms in range(1, 101):  # 1..100 ms
         stats.record_response("get-hit", 200, ms / 1000.0, "HIT")
     stats.record_response("list", 500, 0.2, None)
@@ -156,7 +158,7 @@ def _sample_stats() -> load.Stats:
 
 
 def test_build_summary_shape_and_json_roundtrip() -> None:
-    summary = load.build_summary(
+    summary = loadgen.build_summary(
         _sample_stats(),
         scenario="mixed",
         url="http://127.0.0.1:8080",
@@ -210,7 +212,7 @@ def test_build_summary_shape_and_json_roundtrip() -> None:
     # --json writes exactly this, so it must survive a JSON round trip unchanged.
     assert json.loads(json.dumps(summary)) == summary
 
-    table = load.render_summary(summary)
+    table = loadgen.render_summary(summary)
     assert "mixed" in table
     assert "status 500: 1" in table
     assert "TimeoutError: 2" in table
@@ -219,8 +221,8 @@ def test_build_summary_shape_and_json_roundtrip() -> None:
 
 
 def test_build_summary_empty_run() -> None:
-    summary = load.build_summary(
-        load.Stats(),
+    summary = loadgen.build_summary(
+        loadgen.Stats(),
         scenario="healthz",
         url="http://127.0.0.1:1",
         concurrency=1,
@@ -238,12 +240,12 @@ def test_build_summary_empty_run() -> None:
         "max": None,
         "mean": None,
     }
-    assert "p50 -" in load.render_summary(summary)
+    assert "p50 -" in loadgen.render_summary(summary)
     assert json.loads(json.dumps(summary)) == summary
 
 
 def test_build_summary_warns_when_client_bound_and_on_reused_ids() -> None:
-    summary = load.build_summary(
+    summary = loadgen.build_summary(
         _sample_stats(),
         scenario="get-miss",
         url="http://127.0.0.1:8080",
@@ -262,9 +264,9 @@ def test_build_summary_warns_when_client_bound_and_on_reused_ids() -> None:
 # -- request builders -----------------------------------------------------------------------------
 
 
-def _ctx(ids: int = 5, image_url: str | None = None) -> load.Context:
+def _ctx(ids: int = 5, image_url: str | None = None) -> loadgen.Context:
     product_ids = [str(1000 + i) for i in range(ids)]
-    return load.Context(
+    return loadgen.Context(
         tag="abcd",
         user_id="42",
         product_ids=product_ids,
@@ -275,32 +277,32 @@ def _ctx(ids: int = 5, image_url: str | None = None) -> load.Context:
 
 def test_get_builders() -> None:
     ctx, rng = _ctx(), random.Random(1)
-    hit = load.get_hit_request(ctx, rng, 0)
+    hit = loadgen.get_hit_request(ctx, rng, 0)
     assert (hit.kind, hit.method, hit.body) == ("get-hit", "GET", None)
     assert hit.path in ctx.product_paths
-    miss_paths = [load.get_miss_request(ctx, rng, n).path for n in range(7)]
+    miss_paths = [loadgen.get_miss_request(ctx, rng, n).path for n in range(7)]
     assert miss_paths == [*ctx.product_paths, *ctx.product_paths[:2]]
-    assert load.healthz_request(ctx, rng, 0) == load.Request("healthz", "GET", "/healthz")
+    assert loadgen.healthz_request(ctx, rng, 0) == loadgen.Request("healthz", "GET", "/healthz")
 
 
 def test_list_builder_varies_filters() -> None:
     ctx, rng = _ctx(), random.Random(2)
     queries = []
     for n in range(50):
-        request = load.list_request(ctx, rng, n)
+        request = loadgen.list_request(ctx, rng, n)
         parts = urlsplit(request.path)
         assert (request.method, parts.path) == ("GET", "/products")
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
         assert query["user_id"] == "42"
-        assert query["price_range"] in load.LIST_PRICE_RANGES
-        assert query["product_name"] in load.LIST_NAME_FILTERS
-        assert int(query["limit"]) in load.LIST_LIMITS
+        assert query["price_range"] in loadgen.LIST_PRICE_RANGES
+        assert query["product_name"] in loadgen.LIST_NAME_FILTERS
+        assert int(query["limit"]) in loadgen.LIST_LIMITS
         queries.append(parts.query)
     assert len(set(queries)) > 5
 
 
 def test_create_builder() -> None:
-    request = load.create_request(_ctx(), random.Random(3), 9)
+    request = loadgen.create_request(_ctx(), random.Random(3), 9)
     assert (request.kind, request.method, request.path) == ("create", "POST", "/products")
     body = request.body
     assert body is not None
@@ -316,7 +318,7 @@ def test_create_builder() -> None:
     assert 1.0 <= body["product_price"] <= 100.0
     assert "prod" in body["product_name"]
 
-    with_images = load.create_request(
+    with_images = loadgen.create_request(
         _ctx(image_url="http://127.0.0.1:9/x.jpg"), random.Random(3), 1
     )
     assert with_images.body is not None
@@ -325,7 +327,7 @@ def test_create_builder() -> None:
 
 def test_mixed_builder_proportions() -> None:
     ctx, rng = _ctx(), random.Random(4)
-    kinds = Counter(load.mixed_request(ctx, rng, n).kind for n in range(20_000))
+    kinds = Counter(loadgen.mixed_request(ctx, rng, n).kind for n in range(20_000))
     assert set(kinds) == {"get-hit", "list", "create"}
     assert kinds["get-hit"] / 20_000 == pytest.approx(0.80, abs=0.02)
     assert kinds["list"] / 20_000 == pytest.approx(0.15, abs=0.02)
@@ -333,7 +335,7 @@ def test_mixed_builder_proportions() -> None:
 
 
 def test_pacer_spaces_slots_without_catch_up_burst() -> None:
-    pacer = load.Pacer(rate=10.0, start=100.0)
+    pacer = loadgen.Pacer(rate=10.0, start=100.0)
     assert [pacer.reserve(100.0) for _ in range(3)] == pytest.approx([100.0, 100.1, 100.2])
     # Far behind schedule: the next slot is "now", not a burst of the missed ones.
     assert pacer.reserve(105.0) == 105.0
@@ -461,14 +463,14 @@ async def serve(fake: FakeCatalogue) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def _cfg(url: str, scenario: str, *extra: str) -> load.Config:
-    return load.parse_args(["--url", url, "--scenario", scenario, "--quiet", *extra])
+def _cfg(url: str, scenario: str, *extra: str) -> loadgen.Config:
+    return loadgen.parse_args(["--url", url, "--scenario", scenario, "--quiet", *extra])
 
 
 async def test_get_hit_run_counts_cache_hits() -> None:
     fake = FakeCatalogue()
     async with serve(fake) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "get-hit", "--requests", "200", "--concurrency", "8", "--seed-products", "20")
         )
     assert summary["stop_reason"] == "requests"
@@ -489,7 +491,7 @@ async def test_get_hit_run_counts_cache_hits() -> None:
 async def test_mixed_run() -> None:
     fake = FakeCatalogue()
     async with serve(fake) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(
                 url,
                 "mixed",
@@ -512,7 +514,7 @@ async def test_mixed_run() -> None:
 async def test_get_miss_run_reports_reused_ids() -> None:
     fake = FakeCatalogue()
     async with serve(fake) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "get-miss", "--requests", "80", "--concurrency", "4", "--seed-products", "50")
         )
     assert summary["errors"] == 0
@@ -522,7 +524,7 @@ async def test_get_miss_run_reports_reused_ids() -> None:
 
     fake = FakeCatalogue()
     async with serve(fake) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "get-miss", "--requests", "40", "--concurrency", "4")
         )
     # Without --seed-products it seeds one product per request, so nothing is reused.
@@ -536,10 +538,12 @@ async def test_get_miss_run_reports_reused_ids() -> None:
 async def test_list_and_create_runs() -> None:
     fake = FakeCatalogue()
     async with serve(fake) as url:
-        listed = await load.run_load(
+        listed = await loadgen.run_load(
             _cfg(url, "list", "--requests", "30", "--concurrency", "4", "--seed-products", "5")
         )
-        created = await load.run_load(_cfg(url, "create", "--requests", "30", "--concurrency", "4"))
+        created = await loadgen.run_load(
+            _cfg(url, "create", "--requests", "30", "--concurrency", "4")
+        )
     assert (listed["requests"], listed["errors"]) == (30, 0)
     assert listed["status_counts"] == {"200": 30}
     assert (created["requests"], created["errors"]) == (30, 0)
@@ -557,7 +561,7 @@ async def test_server_errors_show_up_by_status(
     out = tmp_path / "out.json"
     async with serve(fake) as url:
         cfg = _cfg(url, "healthz", "--requests", "50", "--concurrency", "8", "--json", str(out))
-        status = await load.amain(cfg)
+        status = await loadgen.amain(cfg)
     assert status == 0
     summary = json.loads(out.read_text())
     assert summary["requests"] == 50
@@ -576,7 +580,7 @@ async def test_connection_errors_show_up_by_exception_type() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "healthz", "--requests", "20", "--concurrency", "4")
         )
     assert summary["requests"] == 20
@@ -589,14 +593,14 @@ async def test_seeding_failure_is_reported(capsys: pytest.CaptureFixture[str]) -
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        status = await load.amain(_cfg(url, "get-hit", "--requests", "5"))
+        status = await loadgen.amain(_cfg(url, "get-hit", "--requests", "5"))
     assert status == 1
     assert "seeding failed" in capsys.readouterr().err
 
 
 async def test_duration_ends_the_run() -> None:
     async with serve(FakeCatalogue()) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "healthz", "--duration", "200ms", "--concurrency", "4")
         )
     assert summary["stop_reason"] == "duration"
@@ -607,7 +611,7 @@ async def test_duration_ends_the_run() -> None:
 
 async def test_rate_caps_request_starts() -> None:
     async with serve(FakeCatalogue()) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "healthz", "--requests", "10", "--rate", "100", "--concurrency", "4")
         )
     assert summary["requests"] == 10
@@ -625,7 +629,7 @@ async def test_stop_event_ends_run_early_with_summary() -> None:
 
     fake = FakeCatalogue(on_request=on_request)
     async with serve(fake) as url:
-        summary = await load.run_load(
+        summary = await loadgen.run_load(
             _cfg(url, "healthz", "--duration", "60s", "--concurrency", "4"), stop
         )
     assert summary["stop_reason"] == "interrupted"
