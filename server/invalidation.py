@@ -12,11 +12,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from catalogue.cache import INVALIDATION_CHANNEL
+from catalogue.retry import Backoff, RetryPolicy
 from server.local_cache import LocalCache
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 2.0
+# After a lost subscription: 0.1 s, doubling up to 2 s, jittered (the local cache is off meanwhile).
+RESUBSCRIBE_RETRY = RetryPolicy(base_s=0.1, cap_s=2.0)
 IDLE_CHECK_S = 5.0
 # A PING unanswered for this long means the connection died without a word (no FIN, no RST):
 # writes would keep succeeding until TCP gives up, minutes later, with invalidations lost.
@@ -26,8 +28,7 @@ SUBSCRIBE_TIMEOUT_S = 2.0
 
 async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
     """Runs until cancelled; the local cache is on only while the subscription is live."""
-    backoff_s = 0.1
-    failures = 0
+    resubscribe_backoff = Backoff(RESUBSCRIBE_RETRY)
     loop = asyncio.get_running_loop()
     while True:
         # A connection of its own, with no read timeout: a subscription is idle most of the time.
@@ -41,8 +42,11 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
             # missed, so the local cache stays off until then.
             await _confirmed(pubsub, loop.time() + SUBSCRIBE_TIMEOUT_S)
             local.enable()
-            log.info("cache.invalidations_subscribed", extra={"after_failures": failures})
-            backoff_s, failures = 0.1, 0
+            log.info(
+                "cache.invalidations_subscribed",
+                extra={"after_failures": resubscribe_backoff.failures},
+            )
+            resubscribe_backoff.reset()
             last_heard = loop.time()
             while True:
                 message = await pubsub.get_message(timeout=IDLE_CHECK_S)
@@ -55,15 +59,13 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
                 if message["type"] == "message":
                     local.invalidate(int(message["data"]))
         except (RedisError, OSError, ValueError) as exc:  # OSError: ConnectionError, TimeoutError
-            if failures == 0:
+            if resubscribe_backoff.failures == 0:
                 log.warning("cache.invalidations_lost", extra={"error": repr(exc)})
-            failures += 1
         finally:
             local.disable()  # whatever ended the subscription, invalidations may now be missed
             await pubsub.aclose()
             await client.aclose()
-        await asyncio.sleep(backoff_s)
-        backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        await resubscribe_backoff.wait()  # counts the failure
 
 
 async def _confirmed(pubsub: PubSub, deadline: float) -> None:

@@ -18,6 +18,7 @@ import time
 import asyncpg
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
+from catalogue.retry import Backoff, RetryPolicy
 from catalogue.topics import ensure_job_topics
 from config import Settings
 from db import outbox
@@ -28,7 +29,8 @@ BATCH_SIZE = 500
 PUBLISH_TIMEOUT_S = 5.0
 # One batch: claim, publish (up to PUBLISH_TIMEOUT_S per send), delete, commit.
 BATCH_TIMEOUT_S = PUBLISH_TIMEOUT_S * 2
-MAX_BACKOFF_S = 5.0
+# After a failed drain (Kafka or PostgreSQL away): 0.1 s, doubling up to 5 s, jittered.
+PUBLISH_RETRY = RetryPolicy(base_s=0.1, cap_s=5.0)
 
 
 class OutboxRelay:
@@ -118,7 +120,7 @@ class OutboxRelay:
         return total
 
     async def run(self) -> None:
-        backoff = 0.1
+        publish_backoff = Backoff(PUBLISH_RETRY)
         while not self._stopping:
             self._wake.clear()
             await self._ensure_listener()
@@ -127,15 +129,16 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                retry_in_s = publish_backoff.next_delay_s()
                 log.warning(
-                    "relay.publish_failed", extra={"error": repr(exc), "retry_in_s": backoff}
+                    "relay.publish_failed",
+                    extra={"error": repr(exc), "retry_in_s": round(retry_in_s, 3)},
                 )
                 await self._drop_producer()
                 # Not woken by NOTIFY here: with Kafka down, every POST would cause a retry.
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(retry_in_s)
                 continue
-            backoff = 0.1
+            publish_backoff.reset()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), self.settings.outbox_poll_interval_seconds
