@@ -61,7 +61,7 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
 
 
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
-    relay = app[RELAY] = OutboxRelay(app[DB], app[SETTINGS])
+    relay = app[RELAY] = OutboxRelay(app[DB], app[SETTINGS], app[METRICS].outbox_published)
     task = _supervised(relay.run(), "outbox-relay")
     yield
     relay.request_stop()

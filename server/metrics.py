@@ -36,14 +36,14 @@ class ApiMetrics:
             "Jobs waiting in the outbox (read at scrape time)",
             registry=self.registry,
         )
-        # labels() validates and locks on every call; a request needs its children only once.
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._cache_children: dict[str, Any] = {}
         self.outbox_published = Counter(
             "outbox_published_total",
             "Jobs published to Kafka by this process's relay",
             registry=self.registry,
         )
+        # labels() validates and locks on every call; a request needs its children only once.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._cache_children: dict[str, Any] = {}
 
     def observe_request(
         self, method: str, route: str, status: int, duration_s: float, cache: str | None

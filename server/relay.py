@@ -17,6 +17,7 @@ import time
 
 import asyncpg
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from prometheus_client import Counter
 
 from catalogue.retry import Backoff, RetryPolicy
 from catalogue.topics import ensure_job_topics
@@ -34,11 +35,12 @@ PUBLISH_RETRY = RetryPolicy(base_s=0.1, cap_s=5.0)
 
 
 class OutboxRelay:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, published: Counter) -> None:
+        """`published` counts the jobs Kafka acknowledged (the API's outbox_published_total)."""
         self.pool = pool
         self.settings = settings
+        self.published = published
         self.producer: AIOKafkaProducer | None = None
-        self.published = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
@@ -104,7 +106,7 @@ class OutboxRelay:
             ]
             await asyncio.gather(*sends)
             await outbox.delete(conn, [r["id"] for r in rows])
-        self.published += len(rows)
+        self.published.inc(len(rows))
         log.info(
             "outbox.published",
             extra={"jobs": len(rows), "ms": round((time.perf_counter() - started) * 1000, 2)},

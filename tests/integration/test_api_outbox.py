@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import orjson
@@ -106,6 +107,28 @@ async def test_a_new_products_job_is_committed_with_it_published_and_deleted(
     assert len(records) == 1
     assert_is_the_job(records[0], product_id, IMAGES)
     assert records[0].topic == settings.kafka_jobs_topic
+
+
+async def published_total(api) -> float:
+    """outbox_published_total as /metrics shows it."""
+    response = await api.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    match = re.search(r"^outbox_published_total (\S+)$", text, re.MULTILINE)
+    assert match is not None, text
+    return float(match.group(1))
+
+
+async def test_the_jobs_the_relay_publishes_are_counted_in_the_metrics(api, user, db):
+    before = await published_total(api)
+    product_id = await post_product(api, user["user_id"], IMAGES)
+    await wait_until_published(db, product_id, timeout_s=30)
+
+    async def counted() -> bool:
+        # The relay counts after its commit, so the row may be gone a moment before.
+        return await published_total(api) >= before + 1
+
+    await wait_for(counted, timeout_s=10)
 
 
 async def test_a_product_without_images_queues_no_job(api, user, db):

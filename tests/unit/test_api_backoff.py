@@ -14,10 +14,14 @@ import pytest
 from config import load_settings
 from server import invalidation
 from server.local_cache import LocalCache
+from server.metrics import ApiMetrics
 from server.relay import OutboxRelay
 
 RELAY_BOUNDS = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
 LISTENER_BOUNDS = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+
+
+Delays = Callable[[int], list[float]]
 
 
 class Stop(Exception):
@@ -25,7 +29,7 @@ class Stop(Exception):
 
 
 @pytest.fixture
-def delays(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[float]]:
+def delays(monkeypatch: pytest.MonkeyPatch) -> Delays:
     """Records the loops' waits instead of waiting; the `count`-th wait raises Stop."""
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     recorded: list[float] = []
@@ -50,6 +54,7 @@ def failing_relay(outcomes: list[bool]) -> OutboxRelay:
     relay = OutboxRelay(
         None,  # type: ignore[arg-type]  # never used: drain() is replaced below
         load_settings({}, dotenv=None),
+        ApiMetrics().outbox_published,
     )
     pending = list(outcomes)
 
@@ -68,14 +73,16 @@ def failing_relay(outcomes: list[bool]) -> OutboxRelay:
     return relay
 
 
-async def test_the_relay_backs_off_from_a_tenth_of_a_second_doubling_to_five(delays):
+async def test_the_relay_backs_off_from_a_tenth_of_a_second_doubling_to_five(
+    delays: Delays,
+) -> None:
     waits = delays(len(RELAY_BOUNDS))
     with pytest.raises(Stop):
         await failing_relay([]).run()
     assert waits == pytest.approx(RELAY_BOUNDS)
 
 
-async def test_a_successful_drain_starts_the_relays_backoff_over(delays):
+async def test_a_successful_drain_starts_the_relays_backoff_over(delays: Delays) -> None:
     waits = delays(5)
     with pytest.raises(Stop):
         await failing_relay([False, False, False, True]).run()
@@ -97,8 +104,8 @@ class UnreachableRedis:
 
 
 async def test_the_invalidation_listener_backs_off_from_a_tenth_of_a_second_doubling_to_two(
-    delays, monkeypatch: pytest.MonkeyPatch
-):
+    delays: Delays, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(
         invalidation.redis.Redis, "from_url", staticmethod(lambda *a, **k: UnreachableRedis())
     )

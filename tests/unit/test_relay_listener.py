@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 import pytest
 
 from config import load_settings
 from server import relay as relay_module
+from server.metrics import ApiMetrics
 from server.relay import OutboxRelay
 
 
@@ -15,7 +18,7 @@ class ClosingConnection:
 
     terminated = False
 
-    async def add_listener(self, channel, callback) -> None:  # type: ignore[no-untyped-def]
+    async def add_listener(self, channel: str, callback: Callable[..., object]) -> None:
         raise asyncpg.InterfaceError("connection is closed")
 
     def terminate(self) -> None:
@@ -24,17 +27,21 @@ class ClosingConnection:
 
 @pytest.mark.parametrize("error_at", ["connect", "listen"])
 async def test_a_listen_failure_of_any_kind_leaves_polling_on_and_leaks_nothing(
-    monkeypatch, error_at
-):
+    monkeypatch: pytest.MonkeyPatch, error_at: str
+) -> None:
     connection = ClosingConnection()
 
-    async def connect(*args, **kwargs):  # type: ignore[no-untyped-def]
+    async def connect(*args: object, **kwargs: object) -> ClosingConnection:
         if error_at == "connect":
             raise asyncpg.InterfaceError("cannot connect")
         return connection
 
     monkeypatch.setattr(relay_module.asyncpg, "connect", connect)
-    relay = OutboxRelay(None, load_settings({}, dotenv=None))  # type: ignore[arg-type]
+    relay = OutboxRelay(
+        None,  # type: ignore[arg-type]  # a pool is not needed to LISTEN, and there is no database
+        load_settings({}, dotenv=None),
+        ApiMetrics().outbox_published,
+    )
 
     await relay._ensure_listener()
 
