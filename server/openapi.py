@@ -26,10 +26,18 @@ def _json(schema_ref: str, description: str, headers: dict[str, Any] | None = No
     return response
 
 
+# What each X-Cache value means; HIT does not say which cache tier answered.
+X_CACHE_VALUES = {
+    "HIT": "from a cache: the API process's own memory or Redis",
+    "MISS": "in no cache: read from PostgreSQL",
+    "BYPASS": "Redis is down: read from PostgreSQL",
+}
 _X_CACHE = {
     "X-Cache": {
-        "description": "HIT (from Redis), MISS (read from PostgreSQL) or BYPASS (Redis is down)",
-        "schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]},
+        "description": "; ".join(
+            f"{value} ({meaning})" for value, meaning in X_CACHE_VALUES.items()
+        ),
+        "schema": {"type": "string", "enum": list(X_CACHE_VALUES)},
     }
 }
 _ID = {"type": "string", "pattern": "^[0-9]+$", "example": "12345"}
