@@ -14,11 +14,11 @@ import sys
 import uvloop
 
 from compressor.supervisor import Supervisor, WorkerOptions
-from config import load_settings_or_exit
+from config import Settings, load_settings_or_exit
 from config.logging import setup_logging
 
 
-def build_parser(settings) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )

@@ -27,6 +27,9 @@ KEY_PREFIX = "product:v1:"
 # Writers of fresh values announce the product id here; API processes drop their local copy.
 INVALIDATION_CHANNEL = "product:v1:invalidations"
 NOT_FOUND = b""
+# What a call raises when Redis is down or unreachable (the socket errors come through as they
+# are), for callers that retry on their own: see put_fresh_or_raise.
+CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 # put_new: SET and PUBLISH unless the key holds a product already (anything but NOT_FOUND).
 _PUT_NEW = """
 local current = redis.call('GET', KEYS[1])
@@ -107,10 +110,13 @@ class ProductCache:
             return Lookup.BYPASS
         try:
             value = await self.client.get(product_key(product_id))
-        except (RedisError, OSError) as exc:
+        except CACHE_ERRORS as exc:
             self._failed("get", exc)
             return Lookup.BYPASS
-        return Lookup.MISS if value is None else value
+        if value is None:
+            return Lookup.MISS
+        # Bytes from connect()'s client; str only from one made with decode_responses.
+        return value.encode() if isinstance(value, str) else value
 
     async def fill(self, product_id: int, body: bytes) -> bool:
         """Stores what a reader read, unless something (fresher) is there already."""
@@ -120,23 +126,28 @@ class ProductCache:
         try:
             # SET NX answers None when the key exists: nothing was stored.
             stored = await self.client.set(product_key(product_id), body, ex=ttl, nx=True)
-        except (RedisError, OSError) as exc:
+        except CACHE_ERRORS as exc:
             self._failed("set", exc)
             return False
         return bool(stored)
 
     async def put_fresh(self, product_id: int, body: bytes) -> bool:
         """Stores a value known to be the newest, replacing whatever is cached, and tells every
-        API process to drop its local copy (one round trip for both)."""
+        API process to drop its local copy (one round trip for both). False if Redis failed."""
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(product_key(product_id), body, ex=self.ttl_s)
-                pipe.publish(INVALIDATION_CHANNEL, str(product_id))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await self.put_fresh_or_raise(product_id, body)
+        except CACHE_ERRORS as exc:
             self._failed("put_fresh", exc)
             return False
         return True
+
+    async def put_fresh_or_raise(self, product_id: int, body: bytes) -> None:
+        """put_fresh for a caller that retries (the worker): a Redis failure raises one of
+        CACHE_ERRORS, and is neither logged here nor opens the bypass window."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(product_key(product_id), body, ex=self.ttl_s)
+            pipe.publish(INVALIDATION_CHANNEL, str(product_id))
+            await pipe.execute()
 
     async def put_new(self, product_id: int, body: bytes) -> bool:
         """Stores the first value of a product just created, unless a value is there already
@@ -146,7 +157,7 @@ class ProductCache:
                 keys=[product_key(product_id)],
                 args=[body, self.ttl_s, INVALIDATION_CHANNEL, str(product_id)],
             )
-        except (RedisError, OSError) as exc:
+        except CACHE_ERRORS as exc:
             self._failed("put_new", exc)
             return False
         return bool(stored)
@@ -154,5 +165,5 @@ class ProductCache:
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
-        except (RedisError, OSError):
+        except CACHE_ERRORS:
             return False

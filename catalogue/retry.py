@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,15 +30,16 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """`base_s · 2^(attempt-1)`, capped at `cap_s`, jittered; at most `max_attempts` tries in
-    all (None: no bound, for loops that run until they are stopped)."""
+    all (None: no bound, for loops that run until they are stopped). A `base_s` of 0 retries at
+    once (IMAGE_RETRY_BASE_SECONDS=0 is a valid setting)."""
 
     base_s: float
     cap_s: float = 60.0
     max_attempts: int | None = None
 
     def __post_init__(self) -> None:
-        if self.base_s <= 0 or self.cap_s < self.base_s:
-            raise ValueError("a retry policy needs 0 < base_s <= cap_s")
+        if self.base_s < 0 or self.cap_s < self.base_s:
+            raise ValueError("a retry policy needs 0 <= base_s <= cap_s")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
 
@@ -71,18 +72,26 @@ async def retry(
     what: str,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     is_transient: Callable[[BaseException], bool] = _always,
+    on_failure: Callable[[BaseException, int], None] | None = None,
     on_retry: Callable[[BaseException, int, float], None] | None = None,
+    log_extra: Mapping[str, object] | None = None,
 ) -> T:
     """Runs `operation` until it returns. An exception outside `retry_on`, or one that
     `is_transient` calls permanent, propagates at once; after the policy's last attempt the
-    transient one propagates wrapped in RetriesExhausted. `on_retry(error, attempt, delay_s)`
-    runs before each wait; without it a warning `<what>.retry` is logged."""
+    transient one propagates wrapped in RetriesExhausted.
+
+    Hooks, neither of which may keep the error (it holds the failed attempt's frames):
+    `on_failure(error, attempt)` sees every error `retry_on` catches, the permanent and the last
+    one included; `on_retry(error, attempt, delay_s)` runs before each wait, and without it a
+    warning `<what>.retry` is logged, with `log_extra`'s fields added."""
     attempt = 0
     while True:
         attempt += 1
         try:
             return await operation()
         except retry_on as exc:
+            if on_failure is not None:
+                on_failure(exc, attempt)
             if not is_transient(exc):
                 raise
             if policy.exhausted(attempt):
@@ -91,7 +100,12 @@ async def retry(
             if on_retry is None:
                 log.warning(
                     f"{what}.retry",
-                    extra={"error": repr(exc), "attempt": attempt, "retry_in_s": round(delay, 3)},
+                    extra={
+                        **(log_extra or {}),
+                        "error": repr(exc),
+                        "attempt": attempt,
+                        "retry_in_s": round(delay, 3),
+                    },
                 )
             else:
                 on_retry(exc, attempt, delay)

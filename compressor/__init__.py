@@ -1,1 +1,2 @@
-"""Image compression for the catalogue: pure, process-pool friendly functions."""
+"""The image worker: consumes image jobs from Kafka, downloads, compresses (in a process pool)
+and stores each product's images, then records the result (see compressor.worker)."""

@@ -105,6 +105,13 @@ class ImageRejected(Exception):
         return (type(self), (self.reason, self.detail))
 
 
+def output_format(name: str) -> OutputFormat:
+    """The output format a setting names (IMAGE_OUTPUT_FORMAT), checked."""
+    if name not in _OUTPUT:
+        raise ValueError(f"output_format must be one of {sorted(_OUTPUT)}, got {name!r}")
+    return "webp" if name == "webp" else "jpeg"
+
+
 @dataclass(frozen=True, slots=True)
 class CompressOptions:
     max_dimension: int = 1600
@@ -228,7 +235,7 @@ def _decode_scaled(data: bytes, sniffed: str, options: CompressOptions) -> _Deco
         raise ImageRejected("decompression_bomb", str(exc)) from None
     except MemoryError:
         raise
-    except Exception as exc:  # UnidentifiedImageError, and see _malformed below
+    except Exception as exc:  # UnidentifiedImageError, and see _malformed above
         raise _malformed(f"{sniffed} header", exc) from None
 
     with source:
@@ -339,7 +346,7 @@ def _to_8bit(image: Image.Image, *, sixteen_bit: bool) -> Image.Image:
     if sixteen_bit:
         scale = 1 / 256
     else:
-        low, high = image.getextrema()
+        low, high = _band_extrema(image)
         if image.mode == "F" and low >= 0 and high <= 1.0:
             scale = 255.0  # normalised float data
         elif high > 255:
@@ -347,6 +354,14 @@ def _to_8bit(image: Image.Image, *, sixteen_bit: bool) -> Image.Image:
         else:
             scale = 1.0
     return image.point(lambda v: v * scale).convert("L")
+
+
+def _band_extrema(image: Image.Image) -> tuple[float, float]:
+    """The lowest and highest value of a one-band image (I or F)."""
+    low, high = image.getextrema()
+    if isinstance(low, tuple) or isinstance(high, tuple):  # one pair per band: not I or F
+        raise ValueError(f"mode {image.mode} has more than one band")
+    return low, high
 
 
 def _encode(image: Image.Image, pil_format: str, quality: int) -> bytes:

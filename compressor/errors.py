@@ -1,10 +1,10 @@
 """Failure classification: transient failures are retried with backoff, permanent ones fail
-the image at once with their reason recorded."""
+the image at once with their reason recorded. Errors of no known kind are bugs or surprises:
+retried (cheap) but flagged `unexpected`, so the pipeline logs them as errors, with traceback."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from concurrent.futures.process import BrokenProcessPool
 
 import aiohttp
@@ -18,16 +18,31 @@ from compressor.compress import ImageRejected
 class ImageFailure(Exception):
     """One image failed; `transient` says whether another attempt may succeed."""
 
-    def __init__(self, reason: str, *, transient: bool, detail: str = "") -> None:
+    def __init__(
+        self, reason: str, *, transient: bool, detail: str = "", unexpected: bool = False
+    ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.transient = transient
         self.detail = detail
+        self.unexpected = unexpected  # an error of no known kind: most likely a bug
 
     def detached(self) -> ImageFailure:
         """The same failure without traceback or cause, to keep: a raised one holds the frames
         it passed through, and with them the source image they were working on."""
-        return ImageFailure(self.reason, transient=self.transient, detail=self.detail)
+        return ImageFailure(
+            self.reason, transient=self.transient, detail=self.detail, unexpected=self.unexpected
+        )
+
+
+class JobExhausted(Exception):
+    """A transient failure outlived its attempts: the job goes to the dead-letter topic."""
+
+    def __init__(self, failure: ImageFailure, attempts: int, image: str | None = None) -> None:
+        super().__init__(f"{failure} (after {attempts} attempts)")
+        self.failure = failure
+        self.attempts = attempts
+        self.image = image
 
 
 def permanent(reason: str, detail: str = "") -> ImageFailure:
@@ -45,13 +60,12 @@ def http_status_failure(status: int) -> ImageFailure:
     return permanent("http_status", f"HTTP {status}")
 
 
+# The errors of the network, the pool, the database, the store and the cache: another attempt
+# may succeed, and nothing about them is surprising.
 _TRANSIENT_TYPES = (
-    asyncio.TimeoutError,
     aiohttp.ClientConnectionError,
     aiohttp.ClientPayloadError,
-    ConnectionError,
-    OSError,
-    BrokenProcessPool,
+    OSError,  # ConnectionError among them
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     botocore.exceptions.BotoCoreError,
@@ -70,12 +84,9 @@ def classify(exc: BaseException) -> ImageFailure:
         return transient("timeout", "no complete answer in time")
     if isinstance(exc, BrokenProcessPool):
         return transient("pool_broken", "a compression process died")
+    detail = str(exc)[:200]
     if isinstance(exc, _TRANSIENT_TYPES):
-        return transient(type(exc).__name__, str(exc)[:200])
-    # Unknown errors are bugs or surprises: retrying is cheap, losing the image is not.
-    return transient(type(exc).__name__, str(exc)[:200])
-
-
-def backoff_s(attempt: int, base_s: float, *, cap_s: float = 60.0) -> float:
-    """Exponential backoff with full jitter after `attempt` failed tries (1-based)."""
-    return random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
+        return transient(type(exc).__name__, detail)
+    # Unknown errors are bugs or surprises: retrying is cheap, losing the image is not; but
+    # they are flagged, so they are logged as the errors they are, not as a flaky source.
+    return ImageFailure(type(exc).__name__, transient=True, detail=detail, unexpected=True)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker supervisor."""
+"""Prometheus metrics of the worker (served by compressor.endpoints)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,12 @@ class WorkerMetrics:
         self.inflight_jobs = Gauge(
             "worker_inflight_jobs", "Jobs taken from Kafka and not finished", registry=self.registry
         )
-        self.pool_rebuilds = Gauge(
+        self.stage_busy = Gauge(
+            "worker_stage_busy", "Slots of each stage in use", ["stage"], registry=self.registry
+        )
+        # A count that only grows: exposed as worker_pool_rebuilds_total.
+        self.pool_rebuilds = Counter(
             "worker_pool_rebuilds",
-            "Compression pools rebuilt after a child died",
+            "Compression pools rebuilt after a child died or a compression overran",
             registry=self.registry,
         )

@@ -6,7 +6,7 @@ stage's queue when it is full, so downloads and uploads overlap the CPU-bound co
 A download hands its slot over only when compression takes the image, so the raw images in
 memory stay within the download and compress slots (measured on the pipeline benchmark, clocked
 from the first POST: peak RSS 510 → 395 MiB, supervisor CPU -30 %, pipeline/compress-only
-0.77 → 0.83-0.88). Failed attempts keep nothing of theirs: see _retrying and _image.
+0.77 → 0.83-0.88). Failed attempts keep nothing of theirs: see catalogue.retry and _image.
 """
 
 from __future__ import annotations
@@ -16,47 +16,52 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-import asyncpg
-
-from catalogue.cache import ProductCache
 from catalogue.images import image_key
 from catalogue.jobs import ImageJob
-from catalogue.product_json import render_product
-from compressor.compress import CompressOptions
-from compressor.download import Downloader
-from compressor.errors import ImageFailure, backoff_s, classify
+from catalogue.retry import RetriesExhausted, RetryPolicy, retry
+from compressor.compress import CompressedImage, CompressOptions, output_format
+from compressor.download import Downloaded
+from compressor.errors import JobExhausted, classify
 from compressor.metrics import WorkerMetrics
-from compressor.pool import CompressionPool
-from compressor.storage import Storage, public_url
+from compressor.results import ImageResult, ProductResults, outcome
+from compressor.storage import public_url
 from config import Settings
-from db import products
 
 log = logging.getLogger("compressor")
 T = TypeVar("T")
+# The cap of the backoff between attempts, whatever IMAGE_RETRY_BASE_SECONDS says.
+RETRY_CAP_S = 60.0
 
 
-class JobExhausted(Exception):
-    """A transient failure outlived its attempts: the job goes to the dead-letter topic."""
+def job_retry_policy(settings: Settings) -> RetryPolicy:
+    """IMAGE_MAX_ATTEMPTS tries, full-jitter exponential from IMAGE_RETRY_BASE_SECONDS: the
+    images' attempts, and the job's database and cache steps."""
+    return RetryPolicy(
+        # A base over the cap waits as the cap does: min(cap, base·2^n) is the cap either way.
+        base_s=min(settings.image_retry_base_seconds, RETRY_CAP_S),
+        cap_s=RETRY_CAP_S,
+        max_attempts=settings.image_max_attempts,
+    )
 
-    def __init__(self, failure: ImageFailure, attempts: int, image: str | None = None) -> None:
-        super().__init__(f"{failure} (after {attempts} attempts)")
-        self.failure = failure
-        self.attempts = attempts
-        self.image = image
+
+class Fetcher(Protocol):
+    async def fetch(self, url: str) -> Downloaded: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ImageResult:
-    source: str
-    url: str | None = None
-    failure: ImageFailure | None = None
+class Compressor(Protocol):
+    processes: int
+
+    async def compress(self, data: bytes, options: CompressOptions) -> CompressedImage: ...
+
+
+class Store(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> str: ...
 
 
 class Stage:
-    """A concurrency bound with the depth of its queue, for metrics."""
+    """A concurrency bound with its queue depth and the slots in use, for metrics."""
 
     def __init__(self, name: str, slots: int) -> None:
         self.name = name
@@ -85,23 +90,15 @@ class Stage:
             self.release()
 
 
-def outcome(results: list[ImageResult]) -> str:
-    failed = sum(1 for r in results if r.failure is not None)
-    if failed == 0:
-        return "done"
-    return "failed" if failed == len(results) else "partial"
-
-
 class Pipeline:
     def __init__(
         self,
         *,
         settings: Settings,
-        downloader: Downloader,
-        pool: CompressionPool,
-        storage: Storage,
-        db: asyncpg.Pool,
-        cache: ProductCache,
+        downloader: Fetcher,
+        pool: Compressor,
+        storage: Store,
+        results: ProductResults,
         metrics: WorkerMetrics,
         download_concurrency: int,
         upload_concurrency: int,
@@ -110,13 +107,13 @@ class Pipeline:
         self.downloader = downloader
         self.pool = pool
         self.storage = storage
-        self.db = db
-        self.cache = cache
+        self.results = results
         self.metrics = metrics
+        self.retry_policy = job_retry_policy(settings)
         self.options = CompressOptions(
             max_dimension=settings.image_max_dimension,
             quality=settings.image_quality,
-            output_format=settings.image_output_format,
+            output_format=output_format(settings.image_output_format),
             max_pixels=settings.image_max_pixels,
         )
         self.stages = {
@@ -135,132 +132,88 @@ class Pipeline:
         failed because a source URL has expired since. Replaying a dead letter reopens its
         product first (`python -m compressor.dlq replay`)."""
         started = time.perf_counter()
-        current = await self._job_step(
-            lambda: products.processing_status(self.db, job.product_id), "load", job.product_id
-        )
+        product_id = job.product_id
+        current = await self._job_step(lambda: self.results.status(product_id), "load", product_id)
         if current != "pending":
             self.metrics.jobs.labels("skipped").inc()
-            log.info("job.skipped", extra={"product_id": job.product_id, "status": current})
+            log.info("job.skipped", extra={"product_id": product_id, "status": current})
             return current or "missing"
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._image(job.product_id, u)) for u in job.image_urls]
+            tasks = [group.create_task(self._image(product_id, u)) for u in job.image_urls]
         results = [t.result() for t in tasks]
         status = outcome(results)
         await self._job_step(
-            lambda: self.finish(job.product_id, results, status), "finish", job.product_id
+            lambda: self.results.record(product_id, results, status), "finish", product_id
         )
         ms = round((time.perf_counter() - started) * 1000, 1)
         self.metrics.jobs.labels(status).inc()
-        log.info("job.done", extra={"product_id": job.product_id, "status": status, "ms": ms})
+        log.info("job.done", extra={"product_id": product_id, "status": status, "ms": ms})
         return status
 
-    async def finish(self, product_id: int, results: list[ImageResult], status: str) -> None:
-        row = await products.finish_processing(
-            self.db,
-            product_id,
-            compressed_images=[r.url for r in results if r.url is not None],
-            status=status,
-            errors=[
-                {"image": r.source, "error": str(r.failure)}
-                for r in results
-                if r.failure is not None
-            ],
-        )
-        if row is None:
-            log.warning("job.product_missing", extra={"product_id": product_id})
-            return
-        await self._refresh_cache(product_id, render_product(row))
-
-    async def _refresh_cache(self, product_id: int, body: bytes) -> None:
-        """Stores the processed product in Redis and tells every API process (plain SET: this is
-        the freshest value, and readers only ever SET NX).
-
-        Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
-        cached for its whole TTL. If Redis stays unreachable, the database holds the result and
-        the job is done all the same; what is left is a cached copy that may be stale until it
-        expires, and that is logged."""
-
-        async def put() -> None:
-            if not await self.cache.put_fresh(product_id, body):  # it logged the Redis error
-                raise ImageFailure("cache_unavailable", transient=True)
-
-        try:
-            await self._retrying(put, step="cache", product_id=product_id)
-        except JobExhausted as exhausted:
-            log.error(
-                "cache.refresh_failed",
-                extra={
-                    "product_id": product_id,
-                    "attempts": exhausted.attempts,
-                    "stale_for_at_most_s": self.settings.cache_ttl_seconds,
-                },
-            )
-
     async def _job_step(self, call: Callable[[], Awaitable[T]], step: str, product_id: int) -> T:
-        """A database step of the whole job, retried; failing for good, it dead-letters the job."""
+        """A database step of the whole job (logged as job.<step>.retry), retried on any error;
+        failing on every attempt, it dead-letters the job."""
         try:
-            return await self._retrying(call, step=step, product_id=product_id)
-        except ImageFailure as failure:  # a database error retrying cannot fix
-            raise JobExhausted(failure, 1) from failure
-
-    async def _retrying(
-        self,
-        call: Callable[[], Awaitable[T]],
-        *,
-        step: str,
-        product_id: int,
-        image: str | None = None,
-    ) -> T:
-        """Runs `call`, retrying transient failures with backoff up to IMAGE_MAX_ATTEMPTS.
-
-        Raises the ImageFailure of a permanent failure, or JobExhausted when attempts run out.
-        """
-        attempts = self.settings.image_max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await call()
-            except Exception as exc:
-                # Detached: `failure` outlives this block, and must not keep exc's traceback.
-                failure = classify(exc).detached()
-                fields = {
-                    "product_id": product_id,
-                    "step": step,
-                    "image": image,
-                    "reason": failure.reason,
-                    "detail": failure.detail,
-                    "transient": failure.transient,
-                    "attempt": attempt,
-                }
-                if image is not None:
-                    self.metrics.images.labels(
-                        "failed_transient" if failure.transient else "failed"
-                    ).inc()
-                    log.warning("image.failed", extra=fields)
-                if not failure.transient:
-                    raise failure from exc
-                if attempt == attempts:
-                    raise JobExhausted(failure, attempt, image) from exc
-                delay = backoff_s(attempt, self.settings.image_retry_base_seconds)
-                log.info("job.retry", extra={**fields, "retry_in_s": round(delay, 3)})
-            # Outside the except block: leaving it drops the exception and its traceback, and
-            # with them the failed attempt's frames and the source image they hold, which would
-            # otherwise sit in memory, holding no slot, for the whole backoff.
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            return await retry(
+                call, self.retry_policy, what=f"job.{step}", log_extra={"product_id": product_id}
+            )
+        except RetriesExhausted as exhausted:
+            gave_up = JobExhausted(classify(exhausted.last).detached(), exhausted.attempts)
+        raise gave_up  # outside the except: it carries nothing of the failed attempts
 
     async def _image(self, product_id: int, source: str) -> ImageResult:
+        """One image, its transient failures retried: its URL, or the permanent failure that the
+        job records while its other images go on. Raises JobExhausted when attempts run out."""
+        where = {"product_id": product_id, "image": source}
+
+        def failed(error: BaseException, attempt: int) -> None:
+            self._image_failed(error, attempt, where)
+
+        def retrying(error: BaseException, attempt: int, delay_s: float) -> None:
+            extra = {**where, "attempt": attempt, "retry_in_s": round(delay_s, 3)}
+            log.info("image.retry", extra=extra)
+
         try:
-            url = await self._retrying(
+            url = await retry(
                 lambda: self._image_once(product_id, source),
-                step="image",
-                product_id=product_id,
-                image=source,
+                self.retry_policy,
+                what="image",
+                is_transient=lambda error: classify(error).transient,
+                on_failure=failed,
+                on_retry=retrying,
             )
-        except ImageFailure as failure:  # permanent: the other images go on
-            return ImageResult(source, failure=failure.detached())
-        return ImageResult(source, url=url)
+        except RetriesExhausted as exhausted:
+            failure = classify(exhausted.last).detached()
+            gave_up = JobExhausted(failure, exhausted.attempts, source)
+        except Exception as error:  # permanent: the other images go on
+            # Detached: the result outlives this block, and must not keep error's traceback.
+            return ImageResult(source, failure=classify(error).detached())
+        else:
+            return ImageResult(source, url=url)
+        raise gave_up  # outside the except, as above
+
+    def _image_failed(self, error: BaseException, attempt: int, where: dict[str, object]) -> None:
+        failure = classify(error)
+        self.metrics.images.labels("failed_transient" if failure.transient else "failed").inc()
+        fields = {
+            **where,
+            "reason": failure.reason,
+            "detail": failure.detail,
+            "transient": failure.transient,
+            "attempt": attempt,
+        }
+        if failure.unexpected:  # a bug, most likely: retried all the same, but said so
+            log.error("image.unexpected_error", extra=fields, exc_info=error)
+        else:
+            log.warning("image.failed", extra=fields)
 
     async def _image_once(self, product_id: int, source: str) -> str:
+        image = await self._compressed(product_id, source)
+        return await self._uploaded(product_id, source, image)
+
+    async def _compressed(self, product_id: int, source: str) -> CompressedImage:
+        """Downloads and compresses one image; the source is dropped when this returns, before
+        the image waits for an upload slot (a source can be large)."""
         extra = {"product_id": product_id, "image": source}
         download, compress = self.stages["download"], self.stages["compress"]
         await download.acquire()
@@ -295,7 +248,9 @@ class Pipeline:
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
-        del downloaded  # the source can be large; drop it before waiting for an upload slot
+        return image
+
+    async def _uploaded(self, product_id: int, source: str, image: CompressedImage) -> str:
         key = image_key(product_id, image.data, image.extension)
         async with self.stages["upload"].slot():
             started = time.perf_counter()
@@ -304,12 +259,12 @@ class Pipeline:
         url = public_url(self.settings.image_public_base_url, object_key)
         log.info(
             "image.uploaded",
-            extra={**extra, "url": url, "ms": round((time.perf_counter() - started) * 1000, 1)},
+            extra={
+                "product_id": product_id,
+                "image": source,
+                "url": url,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
         )
         self.metrics.images.labels("done").inc()
         return url
-
-    async def finish_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
-        """Marks a dead-lettered product failed, naming the reason for each image."""
-        failure = ImageFailure("dead_lettered", transient=False, detail=reason)
-        await self.finish(product_id, [ImageResult(s, failure=failure) for s in sources], "failed")

@@ -37,14 +37,23 @@ log = logging.getLogger(__name__)
 
 
 class CompressionPool:
+    """`async with CompressionPool(...) as pool`: started and warmed up, then closed."""
+
     def __init__(
-        self, processes: int, max_pixels: int, *, timeout_s: float = 30.0, work: Work = compress
+        self,
+        processes: int,
+        max_pixels: int,
+        *,
+        timeout_s: float = 30.0,
+        work: Work = compress,
+        on_rebuild: Callable[[], object] | None = None,
     ) -> None:
         self.processes = processes
         self.max_pixels = max_pixels
         self.timeout_s = timeout_s
         self.work = work  # a module-level function: the children import it by name
         self.rebuilds = 0
+        self.on_rebuild = on_rebuild  # e.g. a metric's inc
         self._executor = self._new_executor(processes)
         self._quarantine: ProcessPoolExecutor | None = None
         self._quarantine_turn = asyncio.Lock()
@@ -57,6 +66,13 @@ class CompressionPool:
             initializer=_init_child,
             initargs=(self.max_pixels, os.getpid()),
         )
+
+    async def __aenter__(self) -> CompressionPool:
+        await asyncio.to_thread(self.warm_up)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     def warm_up(self) -> None:
         """Starts every child now, so the first jobs do not pay for process start-up."""
@@ -115,13 +131,19 @@ class CompressionPool:
             return  # another failed call already replaced it
         self._executor = self._new_executor(self.processes)
         self.rebuilds += 1
+        if self.on_rebuild is not None:
+            self.on_rebuild()
         log.error("pool.rebuilt", extra={"rebuilds": self.rebuilds})
         broken.shutdown(wait=False, cancel_futures=True)
 
     def pids(self) -> list[int]:
         return [p.pid for p in (self._executor._processes or {}).values() if p.pid]
 
-    def shutdown(self) -> None:
+    async def close(self) -> None:
+        """Ends the pool's processes, waiting for the compressions they run (off the loop)."""
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self._quarantine is not None:
             self._quarantine.shutdown(wait=True, cancel_futures=True)

@@ -11,7 +11,7 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 from urllib.parse import urlsplit
 
 import aiofiles
@@ -27,13 +27,30 @@ def public_url(base_url: str, key: str) -> str:
 
 
 class Storage(Protocol):
+    """Used as `async with create_storage(...) as storage`: closed on the way out."""
+
     async def put(self, key: str, data: bytes, content_type: str) -> str:
         """Stores the object and returns the key it is public under."""
 
     async def close(self) -> None: ...
 
+    async def __aenter__(self) -> Self: ...
 
-class LocalStorage:
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+class _ClosedOnExit:
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class LocalStorage(_ClosedOnExit):
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -54,11 +71,8 @@ class LocalStorage:
             raise
         return key
 
-    async def close(self) -> None:
-        return None
 
-
-class S3Storage:
+class S3Storage(_ClosedOnExit):
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, threads: int) -> None:
         import boto3  # imported here: local storage needs none of boto3's start-up cost
         from botocore.config import Config

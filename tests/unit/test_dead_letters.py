@@ -1,27 +1,30 @@
-"""The supervisor's dead-letter step with a stand-in producer: it waits out a Kafka that is
-down, and gives up only on a dead letter Kafka will never take."""
+"""The worker's dead-letter step with a stand-in producer: it waits out a Kafka that is down,
+and gives up only on a dead letter Kafka will never take."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import cast
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from catalogue.jobs import ImageJob
-from compressor import supervisor as supervisor_module
-from compressor.errors import transient
-from compressor.pipeline import JobExhausted
-from compressor.supervisor import Supervisor, WorkerOptions
-from config import load_settings
+from catalogue.retry import RetryPolicy
+from compressor.consumer import Message
+from compressor.dead_letters import DeadLetters
+from compressor.errors import JobExhausted, transient
+from compressor.metrics import WorkerMetrics
 
-MESSAGE = SimpleNamespace(
+RECORD = SimpleNamespace(
     value=b'{"v": 1, "product_id": "7", "product_images": ["https://x/a.jpg"]}',
     key=b"7",
     topic="jobs",
     partition=0,
     offset=41,
 )
+MESSAGE = cast(Message, RECORD)  # the five fields a dead letter reads
 JOB = ImageJob(7, ("https://x/a.jpg",))
 
 
@@ -30,58 +33,70 @@ class Producer:
     errors: list[Exception]
     sent: list[bytes] = field(default_factory=list)
 
-    async def send_and_wait(self, topic, value, key=None, headers=None):  # type: ignore[no-untyped-def]
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         if self.errors:
             raise self.errors.pop(0)
         self.sent.append(value)
 
 
 @dataclass
-class Pipeline:
+class Products:
     failed: list[int] = field(default_factory=list)
 
-    async def finish_failed(self, product_id: int, sources, reason: str) -> None:  # type: ignore[no-untyped-def]
+    async def mark_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
         self.failed.append(product_id)
 
 
-def supervisor_with(producer: Producer, monkeypatch) -> Supervisor:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(supervisor_module, "backoff_s", lambda *args, **kwargs: 0)
-    options = WorkerOptions(1, 1, 1, 1, "group", "127.0.0.1", 0, 1.0)
-    supervisor = Supervisor(load_settings({}, dotenv=None), options)
-    supervisor.producer = producer  # type: ignore[assignment]
-    supervisor.pipeline = Pipeline()  # type: ignore[assignment]
-    return supervisor
+def dead_letters_with(producer: Producer) -> DeadLetters:
+    return DeadLetters(
+        cast(AIOKafkaProducer, producer),  # send_and_wait only
+        Products(),
+        WorkerMetrics(),
+        topic="jobs.dlq",
+        group_id="group",
+        retry_policy=RetryPolicy(base_s=0.0, cap_s=0.0),  # no waits
+    )
 
 
-def jobs_counted(supervisor: Supervisor, status: str) -> float:
-    return supervisor.metrics.jobs.labels(status)._value.get()
+def jobs_counted(dead_letters: DeadLetters, status: str) -> float:
+    return dead_letters.metrics.jobs.labels(status)._value.get()
 
 
-async def test_a_dead_letter_waits_out_a_kafka_that_is_down(monkeypatch):
+def failed(dead_letters: DeadLetters) -> list[int]:
+    products = dead_letters.products
+    assert isinstance(products, Products)
+    return products.failed
+
+
+async def test_a_dead_letter_waits_out_a_kafka_that_is_down():
     producer = Producer([KafkaTimeoutError(), KafkaTimeoutError()])
-    supervisor = supervisor_with(producer, monkeypatch)
+    dead_letters = dead_letters_with(producer)
     exhausted = JobExhausted(transient("http_status", "HTTP 503"), 4)
 
-    await supervisor._dead_letter(MESSAGE, exhausted, attempts=4, job=JOB)
+    await dead_letters.send(MESSAGE, exhausted, attempts=4, job=JOB)
 
-    assert producer.sent == [MESSAGE.value]
-    assert jobs_counted(supervisor, "dead_lettered") == 1
-    assert supervisor.pipeline.failed == [7]  # type: ignore[attr-defined]
+    assert producer.sent == [RECORD.value]
+    assert jobs_counted(dead_letters, "dead_lettered") == 1
+    assert failed(dead_letters) == [7]
 
 
-async def test_a_dead_letter_kafka_will_never_take_is_logged_not_retried_for_ever(
-    monkeypatch, caplog
-):
+async def test_a_dead_letter_kafka_will_never_take_is_logged_not_retried_for_ever(caplog):
     producer = Producer([MessageSizeTooLargeError()])
-    supervisor = supervisor_with(producer, monkeypatch)
+    dead_letters = dead_letters_with(producer)
     exhausted = JobExhausted(transient("http_status", "HTTP 503"), 4)
 
-    await supervisor._dead_letter(MESSAGE, exhausted, attempts=4, job=JOB)
+    await dead_letters.send(MESSAGE, exhausted, attempts=4, job=JOB)
 
     assert producer.sent == []
-    assert jobs_counted(supervisor, "dead_letter_refused") == 1
-    assert jobs_counted(supervisor, "dead_lettered") == 0
-    assert supervisor.pipeline.failed == [7]  # type: ignore[attr-defined]
+    assert jobs_counted(dead_letters, "dead_letter_refused") == 1
+    assert jobs_counted(dead_letters, "dead_lettered") == 0
+    assert failed(dead_letters) == [7]
     refused = [r for r in caplog.records if r.getMessage() == "job.dead_letter_refused"]
     assert refused
-    assert refused[0].payload == MESSAGE.value.decode()
+    assert refused[0].payload == RECORD.value.decode()

@@ -6,20 +6,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
+import asyncpg
 import pytest
 
 from catalogue.jobs import ImageJob
-from compressor import pipeline as pipeline_module
 from compressor.compress import CompressedImage, CompressOptions
 from compressor.download import Downloaded
 from compressor.errors import permanent, transient
 from compressor.metrics import WorkerMetrics
-from compressor.pipeline import Pipeline
-from config import load_settings
+from compressor.pipeline import Compressor, Fetcher, Pipeline, job_retry_policy
+from compressor.results import ProductResults
+from config import Settings, load_settings
 
 RAW = b"\xff\xd8\xff" + b"\0" * 1000
 
@@ -73,14 +76,28 @@ async def settled() -> None:
         await asyncio.sleep(0)
 
 
-def pipeline_with(downloader: object, pool: object, download_concurrency: int = 3) -> Pipeline:
+def pipeline_with(
+    downloader: Fetcher,
+    pool: Compressor,
+    download_concurrency: int = 3,
+    *,
+    settings: Settings | None = None,
+    db: object | None = None,
+    cache: FlakyCache | None = None,
+) -> Pipeline:
+    settings = settings or load_settings({}, dotenv=None)
+    results = ProductResults(
+        cast(asyncpg.Pool, db or NoProducts()),  # the two queries the pipeline makes
+        cache or FlakyCache(failures=0),
+        retry_policy=job_retry_policy(settings),
+        cache_ttl_s=settings.cache_ttl_seconds,
+    )
     return Pipeline(
-        settings=load_settings({}, dotenv=None),
-        downloader=downloader,  # type: ignore[arg-type]
-        pool=pool,  # type: ignore[arg-type]
+        settings=settings,
+        downloader=downloader,
+        pool=pool,
         storage=Storage(),
-        db=NoProducts(),  # type: ignore[arg-type]
-        cache=None,  # type: ignore[arg-type]
+        results=results,
         metrics=WorkerMetrics(),
         download_concurrency=download_concurrency,
         upload_concurrency=2,
@@ -121,7 +138,7 @@ class WatchedSources:
     async def fetch(self, url: str) -> Downloaded:
         source = Source()
         self.sources[url] = weakref.ref(source)
-        return Downloaded(source, url, 0.1)  # type: ignore[arg-type]
+        return Downloaded(cast(bytes, source), url, 0.1)  # a stand-in for the bytes
 
     def alive(self, url: str) -> bool:
         return self.sources[url]() is not None
@@ -192,7 +209,9 @@ class Products:
     async def fetchval(self, sql: str, product_id: int) -> str | None:
         return self.status
 
-    async def fetchrow(self, sql: str, product_id: int, images, status, errors):  # type: ignore[no-untyped-def]
+    async def fetchrow(
+        self, sql: str, product_id: int, images: Sequence[str], status: str, errors: str
+    ) -> dict[str, Any]:
         now = datetime(2026, 1, 1, tzinfo=UTC)
         return {
             "id": product_id,
@@ -211,34 +230,41 @@ class Products:
 
 @dataclass
 class FlakyCache:
-    """put_fresh answers False (Redis failed) for the first `failures` calls."""
+    """put_fresh_or_raise fails (Redis failed) for the first `failures` calls."""
 
     failures: int
     calls: int = 0
     stored: bytes | None = None
 
-    async def put_fresh(self, product_id: int, body: bytes) -> bool:
+    async def put_fresh_or_raise(self, product_id: int, body: bytes) -> None:
         self.calls += 1
         if self.calls <= self.failures:
-            return False
+            raise ConnectionError("Redis is down")
         self.stored = body
-        return True
 
 
-def finishing_pipeline(cache: FlakyCache, monkeypatch) -> Pipeline:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(pipeline_module, "backoff_s", lambda *args, **kwargs: 0)
+@dataclass
+class Finishing:
+    """A pipeline whose images all succeed, over a product and a cache the test can watch."""
+
+    pipeline: Pipeline
+    products: Products
+    sources: Sources
+
+
+def finishing_pipeline(cache: FlakyCache) -> Finishing:
     sources = Sources()
     pool = GatedPool(sources)
     pool.gate.set()
-    pipeline = pipeline_with(sources, pool)
-    pipeline.db = Products()  # type: ignore[assignment]
-    pipeline.cache = cache  # type: ignore[assignment]
-    return pipeline
+    products = Products()
+    settings = load_settings({}, dotenv=None).replace(image_retry_base_seconds=0.0)  # no waits
+    pipeline = pipeline_with(sources, pool, settings=settings, db=products, cache=cache)
+    return Finishing(pipeline, products, sources)
 
 
-async def test_a_failed_cache_refresh_is_retried_so_the_old_value_does_not_linger(monkeypatch):
+async def test_a_failed_cache_refresh_is_retried_so_the_old_value_does_not_linger():
     cache = FlakyCache(failures=2)
-    pipeline = finishing_pipeline(cache, monkeypatch)
+    pipeline = finishing_pipeline(cache).pipeline
 
     assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == "done"
 
@@ -247,9 +273,9 @@ async def test_a_failed_cache_refresh_is_retried_so_the_old_value_does_not_linge
     assert b'"processing_status":"done"' in cache.stored
 
 
-async def test_a_redis_that_stays_down_does_not_fail_a_processed_job(monkeypatch, caplog):
+async def test_a_redis_that_stays_down_does_not_fail_a_processed_job(caplog):
     cache = FlakyCache(failures=100)
-    pipeline = finishing_pipeline(cache, monkeypatch)
+    pipeline = finishing_pipeline(cache).pipeline
 
     assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == "done"
 
@@ -258,14 +284,16 @@ async def test_a_redis_that_stays_down_does_not_fail_a_processed_job(monkeypatch
 
 
 @pytest.mark.parametrize("status", ["done", "partial", "failed", None])
-async def test_a_redelivered_job_of_a_finished_product_is_skipped_not_redone(status, monkeypatch):
+async def test_a_redelivered_job_of_a_finished_product_is_skipped_not_redone(status):
     """Commits trail the slowest job, so restarts hand finished jobs out again; redoing one
     could turn a done product failed if a source URL has expired since."""
     cache = FlakyCache(failures=0)
-    pipeline = finishing_pipeline(cache, monkeypatch)
-    pipeline.db.status = status  # type: ignore[attr-defined]
+    finishing = finishing_pipeline(cache)
+    finishing.products.status = status
 
-    assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == (status or "missing")
+    assert await finishing.pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == (
+        status or "missing"
+    )
 
-    assert pipeline.downloader.fetched == 0  # type: ignore[attr-defined]
+    assert finishing.sources.fetched == 0
     assert cache.calls == 0

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from compressor.compress import CompressedImage, CompressOptions, ImageRejected
@@ -35,9 +36,9 @@ def hang_on_slow(data: bytes, options: CompressOptions) -> CompressedImage:
 
 
 async def test_an_image_that_overruns_its_timeout_again_alone_is_rejected_as_too_slow():
-    pool = CompressionPool(processes=2, max_pixels=1000, timeout_s=0.5, work=hang_on_slow)
-    try:
-        pool.warm_up()
+    async with CompressionPool(
+        processes=2, max_pixels=1000, timeout_s=0.5, work=hang_on_slow
+    ) as pool:
         options = CompressOptions()
         bystanders = [f"image {n}".encode() for n in range(4)]
         slow, *others = await asyncio.gather(
@@ -49,14 +50,10 @@ async def test_an_image_that_overruns_its_timeout_again_alone_is_rejected_as_too
         assert slow.reason == "too_slow"
         assert [r.data for r in others] == bystanders
         assert (await pool.compress(b"after", options)).data == b"after"
-    finally:
-        pool.shutdown()
 
 
 async def test_an_image_in_flight_when_a_child_is_killed_still_succeeds():
-    pool = CompressionPool(processes=1, max_pixels=50_000_000)
-    try:
-        pool.warm_up()
+    async with CompressionPool(processes=1, max_pixels=50_000_000) as pool:
         options = CompressOptions(max_dimension=64)
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would, whatever the image
@@ -64,14 +61,10 @@ async def test_an_image_in_flight_when_a_child_is_killed_still_succeeds():
         assert max(result.width, result.height) == 64
         assert pool.rebuilds == 1
         assert pool.pids() != [pid]
-    finally:
-        pool.shutdown()
 
 
 async def test_only_the_image_that_kills_its_process_again_alone_is_rejected():
-    pool = CompressionPool(processes=2, max_pixels=1000, work=crash_on_poison)
-    try:
-        pool.warm_up()
+    async with CompressionPool(processes=2, max_pixels=1000, work=crash_on_poison) as pool:
         options = CompressOptions()
         bystanders = [f"image {n}".encode() for n in range(6)]
         results = await asyncio.gather(
@@ -86,8 +79,6 @@ async def test_only_the_image_that_kills_its_process_again_alone_is_rejected():
         assert pool.rebuilds >= 1
         # The pool goes on serving.
         assert (await pool.compress(b"after", options)).data == b"after"
-    finally:
-        pool.shutdown()
 
 
 SUPERVISOR = """
@@ -114,7 +105,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
-async def _within(seconds: float, condition, what: str) -> None:  # type: ignore[no-untyped-def]
+async def _within(seconds: float, condition: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, what

@@ -10,10 +10,11 @@ import pytest
 
 from catalogue.images import image_key
 from catalogue.jobs import ImageJob, PoisonJob, decode_job, encode_job
+from catalogue.retry import RetryPolicy
 from compressor.compress import ImageRejected
-from compressor.errors import ImageFailure, backoff_s, classify, http_status_failure
+from compressor.errors import ImageFailure, classify, http_status_failure
 from compressor.offsets import OffsetTracker
-from compressor.pipeline import ImageResult, outcome
+from compressor.results import ImageResult, outcome
 from compressor.storage import public_url
 
 
@@ -93,6 +94,9 @@ def test_rejected_image_keeps_its_reason():
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    def backoff_s(attempt: int, base_s: float, *, cap_s: float = 60.0) -> float:
+        return RetryPolicy(base_s, cap_s).delay_s(attempt)
+
     assert all(0 <= backoff_s(1, 1.0) <= 1.0 for _ in range(100))
     assert all(0 <= backoff_s(4, 1.0) <= 8.0 for _ in range(100))
     assert max(backoff_s(30, 1.0, cap_s=5) for _ in range(100)) <= 5
