@@ -17,7 +17,8 @@ from server.local_cache import LocalCache
 
 log = logging.getLogger(__name__)
 
-# After a lost subscription: 0.1 s, doubling up to 2 s, jittered (the local cache is off meanwhile).
+# After a lost subscription: 0.1 s, doubling up to 2 s, jittered but never below 0.1 s (the local
+# cache is off meanwhile).
 RESUBSCRIBE_RETRY = RetryPolicy(base_s=0.1, cap_s=2.0)
 IDLE_CHECK_S = 5.0
 # A PING unanswered for this long means the connection died without a word (no FIN, no RST):
@@ -65,7 +66,10 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
             local.disable()  # whatever ended the subscription, invalidations may now be missed
             await pubsub.aclose()
             await client.aclose()
-        await resubscribe_backoff.wait()  # counts the failure
+        # At least base_s, as before the jitter: full jitter may draw ~0, and a subscription
+        # replaced at once would leave the local cache off for less time than anyone watching
+        # `enabled` polls (tests/integration/test_local_cache.py's silent-death test does).
+        await asyncio.sleep(max(RESUBSCRIBE_RETRY.base_s, resubscribe_backoff.next_delay_s()))
 
 
 async def _confirmed(pubsub: PubSub, deadline: float) -> None:

@@ -30,7 +30,8 @@ class Stop(Exception):
 
 @pytest.fixture
 def delays(monkeypatch: pytest.MonkeyPatch) -> Delays:
-    """Records the loops' waits instead of waiting; the `count`-th wait raises Stop."""
+    """Records the loops' waits instead of waiting; the `count`-th wait raises Stop. Jitter
+    draws the bound (see `shortest_jitter` for the other end)."""
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     recorded: list[float] = []
     limit = [0]
@@ -103,15 +104,38 @@ class UnreachableRedis:
         pass
 
 
-async def test_the_invalidation_listener_backs_off_from_a_tenth_of_a_second_doubling_to_two(
-    delays: Delays, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def unreachable_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         invalidation.redis.Redis, "from_url", staticmethod(lambda *a, **k: UnreachableRedis())
     )
+
+
+@pytest.fixture
+def shortest_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)
+
+
+@pytest.mark.usefixtures("unreachable_redis")
+async def test_the_invalidation_listener_backs_off_from_a_tenth_of_a_second_doubling_to_two(
+    delays: Delays,
+) -> None:
     waits = delays(len(LISTENER_BOUNDS))
     local = LocalCache(ttl_s=1, max_items=1)
     with pytest.raises(Stop):
         await invalidation.listen_for_invalidations("redis://unused", local)
     assert waits == pytest.approx(LISTENER_BOUNDS)
     assert not local.enabled
+
+
+@pytest.mark.usefixtures("unreachable_redis")
+async def test_the_invalidation_listener_never_resubscribes_at_once(
+    delays: Delays, shortest_jitter: None
+) -> None:
+    """However short the jitter, a lost subscription keeps the local cache off for 0.1 s."""
+    waits = delays(3)
+    with pytest.raises(Stop):
+        await invalidation.listen_for_invalidations(
+            "redis://unused", LocalCache(ttl_s=1, max_items=1)
+        )
+    assert waits == pytest.approx([0.1, 0.1, 0.1])
