@@ -6,13 +6,19 @@ processing), so both sides must produce the same bytes: this is the only place t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import orjson
 
 
-def product_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+class Row(Protocol):
+    """A product row by column name: an asyncpg Record of db.products' columns, or a dict."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def product_dict(row: Row) -> dict[str, Any]:
     product: dict[str, Any] = {
         "product_id": str(row["id"]),
         "user_id": str(row["user_id"]),
@@ -32,10 +38,10 @@ def product_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     return product
 
 
-def render_product(row: Mapping[str, Any]) -> bytes:
+def render_product(row: Row) -> bytes:
     """The ready-to-send JSON of one product: what the API returns and the cache stores."""
     return orjson.dumps(product_dict(row))
 
 
-def render_products(rows: Sequence[Mapping[str, Any]]) -> bytes:
+def render_products(rows: Sequence[Row]) -> bytes:
     return orjson.dumps([product_dict(row) for row in rows])

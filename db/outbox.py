@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from db.pool import Connection, Executor
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
@@ -27,14 +29,14 @@ SELECT id, topic, key, payload::text AS payload
 """
 
 
-async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def claim_batch(conn: Connection, limit: int) -> list[asyncpg.Record]:
     """Locks up to `limit` rows until the caller's transaction ends."""
     return await conn.fetch(_CLAIM, limit)
 
 
-async def delete(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+async def delete(conn: Connection, ids: Sequence[int]) -> None:
     await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
 
 
-async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def backlog(conn: Executor) -> int:
     return await conn.fetchval("SELECT count(*) FROM outbox")

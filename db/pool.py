@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 from config import Settings
+
+# One connection: asyncpg's own, or the pool's proxy for one it lent (what `acquire()` yields).
+# Statements that must share a transaction take one of these.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# Whatever runs a single statement: a connection, or the pool, which lends one for it.
+Executor: TypeAlias = Connection | asyncpg.Pool
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -37,3 +46,10 @@ async def create_pool(settings: Settings, *, min_size: int = 2) -> asyncpg.Pool:
             "plan_cache_mode": "force_custom_plan",
         },
     )
+
+
+def bounded_acquire(pool: asyncpg.Pool, settings: Settings) -> PoolAcquireContext:
+    """A pooled connection, waited for at most DB_ACQUIRE_TIMEOUT_SECONDS; then TimeoutError
+    (the API answers it with a 503). asyncpg's `pool.fetch…()` shortcuts wait for a free
+    connection without limit, so an overloaded API would queue requests forever."""
+    return pool.acquire(timeout=settings.db_acquire_timeout_seconds)

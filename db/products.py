@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 
 from db.outbox import OutboxMessage
+from db.pool import Executor
 
 COLUMNS = (
     "id, user_id, product_name, product_description, product_images, compressed_product_images, "
@@ -93,12 +94,12 @@ def list_query(filters: ListFilter) -> tuple[str, list[Any]]:
     return sql, args
 
 
-async def reserve_product_id(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def reserve_product_id(conn: Executor) -> int:
     return await conn.fetchval(_RESERVE_ID)
 
 
 async def create_product(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     product_id: int,
     user_id: int,
@@ -112,7 +113,7 @@ async def create_product(
     outbox."""
     topic, key, payload = (job.topic, job.key, job.payload) if job else (None, None, None)
     try:
-        return await conn.fetchrow(
+        row = await conn.fetchrow(
             _CREATE,
             product_id,
             user_id,
@@ -126,28 +127,27 @@ async def create_product(
         )
     except asyncpg.ForeignKeyViolationError:
         raise UnknownUser(user_id) from None
+    if row is None:  # never: the INSERT returns its row or raises
+        raise RuntimeError(f"creating product {product_id} returned no row")
+    return row
 
 
-async def get_product(
-    conn: asyncpg.Connection | asyncpg.Pool, product_id: int
-) -> asyncpg.Record | None:
+async def get_product(conn: Executor, product_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(_GET, product_id)
 
 
-async def list_products(
-    conn: asyncpg.Connection | asyncpg.Pool, filters: ListFilter
-) -> list[asyncpg.Record]:
+async def list_products(conn: Executor, filters: ListFilter) -> list[asyncpg.Record]:
     sql, args = list_query(filters)
     return await conn.fetch(sql, *args)
 
 
-async def processing_status(conn: asyncpg.Connection | asyncpg.Pool, product_id: int) -> str | None:
+async def processing_status(conn: Executor, product_id: int) -> str | None:
     return await conn.fetchval(
         "SELECT processing_status::text FROM products WHERE id = $1", product_id
     )
 
 
-async def reopen_failed(conn: asyncpg.Connection | asyncpg.Pool, product_ids: Sequence[int]) -> int:
+async def reopen_failed(conn: Executor, product_ids: Sequence[int]) -> int:
     """Puts failed products back to pending, so their replayed jobs are processed again."""
     result = await conn.execute(
         """UPDATE products SET processing_status = 'pending', updated_at = now()
@@ -158,7 +158,7 @@ async def reopen_failed(conn: asyncpg.Connection | asyncpg.Pool, product_ids: Se
 
 
 async def finish_processing(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     product_id: int,
     *,
     compressed_images: Sequence[str],

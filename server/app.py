@@ -18,13 +18,23 @@ from db.pool import create_pool
 from server.body import MAX_BODY_BYTES
 from server.handlers import health, images, products, users
 from server.invalidation import listen_for_invalidations
-from server.keys import CACHE, DB, LOCAL_CACHE, METRICS, PRODUCT_LOADS, RELAY, SETTINGS
+from server.keys import (
+    CACHE,
+    DB,
+    LOCAL_CACHE,
+    METRICS,
+    PRODUCT_READS,
+    PRODUCT_WRITES,
+    RELAY,
+    SETTINGS,
+)
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.middleware import observe
 from server.openapi import openapi_json
+from server.product_reads import ProductReads
+from server.product_writes import ProductWrites
 from server.relay import BATCH_TIMEOUT_S, OutboxRelay
-from server.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +68,14 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
     task = _supervised(listen_for_invalidations(settings.redis_url, local), "cache-invalidations")
     yield
     await _cancel(task)
+
+
+async def product_services(app: web.Application) -> AsyncIterator[None]:
+    """The product read and write paths, over the pool and both cache tiers; nothing to close."""
+    settings, cache = app[SETTINGS], app[CACHE]
+    app[PRODUCT_READS] = ProductReads(app[DB], settings, cache, app[LOCAL_CACHE])
+    app[PRODUCT_WRITES] = ProductWrites(app[DB], settings, cache)
+    yield
 
 
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
@@ -114,8 +132,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
-    app[PRODUCT_LOADS] = SingleFlight()
-    app.cleanup_ctx.extend([database, redis_cache, local_cache, outbox_relay, frozen_startup_heap])
+    app.cleanup_ctx.extend(
+        [database, redis_cache, local_cache, product_services, outbox_relay, frozen_startup_heap]
+    )
     app.router.add_post("/users", users.create_user)
     app.router.add_post("/products", products.create_product)
     app.router.add_get("/products", products.list_products, allow_head=False)

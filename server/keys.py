@@ -11,7 +11,8 @@ from catalogue.cache import ProductCache
 from config import Settings
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
-from server.singleflight import SingleFlight
+from server.product_reads import ProductReads
+from server.product_writes import ProductWrites
 
 if TYPE_CHECKING:
     # For the type only: importing the relay loads aiokafka, which no request handler needs.
@@ -23,5 +24,6 @@ CACHE = web.AppKey("cache", ProductCache)
 LOCAL_CACHE = web.AppKey("local_cache", LocalCache)
 RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 METRICS = web.AppKey("metrics", ApiMetrics)
-PRODUCT_LOADS = web.AppKey("product_loads", SingleFlight[bytes])
+PRODUCT_READS = web.AppKey("product_reads", ProductReads)
+PRODUCT_WRITES = web.AppKey("product_writes", ProductWrites)
 REQUEST_ID = web.RequestKey("request_id", str)

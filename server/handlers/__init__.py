@@ -1,1 +1,2 @@
-"""Request handlers: thin, they parse input, call db/ and the cache, and render."""
+"""Request handlers: thin, they parse input, call a service (server/product_reads.py,
+server/product_writes.py) or a query of db/, and answer."""
