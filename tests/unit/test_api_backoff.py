@@ -50,7 +50,7 @@ def delays(monkeypatch: pytest.MonkeyPatch) -> Delays:
     return until
 
 
-def failing_relay(outcomes: list[bool]) -> OutboxRelay:
+def failing_relay(outcomes: list[bool], monkeypatch: pytest.MonkeyPatch) -> OutboxRelay:
     """A relay whose drains succeed or fail as `outcomes` says, then fail."""
     relay = OutboxRelay(
         None,  # type: ignore[arg-type]  # never used: drain() is replaced below
@@ -68,25 +68,27 @@ def failing_relay(outcomes: list[bool]) -> OutboxRelay:
     async def nothing() -> None:
         pass
 
-    relay.drain = drain  # type: ignore[method-assign]  # a fake drain, to fail on cue
-    relay._ensure_listener = nothing  # type: ignore[method-assign]  # no PostgreSQL here
-    relay._drop_producer = nothing  # type: ignore[method-assign]  # nor Kafka
+    monkeypatch.setattr(relay, "drain", drain)
+    monkeypatch.setattr(relay, "_ensure_listener", nothing)  # no PostgreSQL here
+    monkeypatch.setattr(relay, "_drop_producer", nothing)  # nor Kafka
     return relay
 
 
 async def test_the_relay_backs_off_from_a_tenth_of_a_second_doubling_to_five(
-    delays: Delays,
+    delays: Delays, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits = delays(len(RELAY_BOUNDS))
     with pytest.raises(Stop):
-        await failing_relay([]).run()
+        await failing_relay([], monkeypatch).run()
     assert waits == pytest.approx(RELAY_BOUNDS)
 
 
-async def test_a_successful_drain_starts_the_relays_backoff_over(delays: Delays) -> None:
+async def test_a_successful_drain_starts_the_relays_backoff_over(
+    delays: Delays, monkeypatch: pytest.MonkeyPatch
+) -> None:
     waits = delays(5)
     with pytest.raises(Stop):
-        await failing_relay([False, False, False, True]).run()
+        await failing_relay([False, False, False, True], monkeypatch).run()
     # Three failures, a success, and the next failure waits as little as the first.
     assert waits == pytest.approx([0.1, 0.2, 0.4, 0.1, 0.2])
 
