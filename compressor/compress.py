@@ -12,7 +12,8 @@ Order of work, cheapest first:
    the largest reduction that still leaves at least the target size.
 4. LANCZOS resize to the exact target.
 5. EXIF orientation applied to the *small* image (a transpose costs per pixel).
-6. Mode conversion to the output mode, on the small image where the conversion allows it.
+6. Mode conversion to the output mode, on the small image where the conversion allows it
+   (compressor.modes).
 7. Encode with no metadata at all.
 
 Alpha: JPEG output flattens alpha onto white. WebP output keeps it (mode RGBA) when the source
@@ -43,11 +44,10 @@ from PIL import (
     features,
 )
 
+from compressor.modes import resizable_mode, to_output_mode
+from compressor.rejected import ImageRejected
 from compressor.sniff import SNIFF_BYTES, sniff_image_type
 
-RejectReason = Literal[
-    "not_an_image", "decompression_bomb", "corrupt", "unsupported", "crashes_decoder", "too_slow"
-]
 OutputFormat = Literal["jpeg", "webp"]
 
 _OUTPUT: Final[dict[str, tuple[str, str, str]]] = {
@@ -74,8 +74,6 @@ _ORIENTATION_TRANSPOSE: Final = {
 }
 _EXIF_ORIENTATION: Final = 0x0112
 
-_WHITE: Final = (255, 255, 255)
-
 # A downscale by more than this factor first averages whole pixel blocks (Image.reduce), then
 # runs LANCZOS on the rest. Pillow's docs call 3.0 indistinguishable from a full LANCZOS pass;
 # it only matters past 6x, which JPEG sources rarely reach after draft.
@@ -84,25 +82,6 @@ _REDUCING_GAP: Final = 3.0
 # What Pillow raises for broken or truncated data while decoding: "image file is truncated",
 # "broken data stream", bad chunk lengths, impossible header values, premature EOF.
 _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
-
-
-class ImageRejected(Exception):
-    """This image can never be compressed; retrying will not help.
-
-    ``reason`` is one of ``not_an_image``, ``decompression_bomb``, ``corrupt``,
-    ``unsupported``, ``crashes_decoder`` or ``too_slow`` (these two set by the pool); ``detail``
-    is free text for logs.
-    """
-
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason: RejectReason = reason
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[type[ImageRejected], tuple[RejectReason, str]]:
-        # The default pickling re-creates the exception from self.args (the message), which
-        # would lose the reason on its way back from a pool worker.
-        return (type(self), (self.reason, self.detail))
 
 
 def output_format(name: str) -> OutputFormat:
@@ -180,7 +159,7 @@ def compress(data: bytes, options: CompressOptions) -> CompressedImage:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         decoded = _decode_scaled(data, source_format, options)
 
-    image = _to_output_mode(decoded.image, options.output_format, decoded.mode)
+    image = to_output_mode(decoded.image, options.output_format, decoded.mode)
     pil_format, content_type, extension = _OUTPUT[options.output_format]
     return CompressedImage(
         data=_encode(image, pil_format, options.quality),
@@ -210,7 +189,7 @@ def target_size(width: int, height: int, max_dimension: int) -> tuple[int, int]:
 
 class _Decoded(NamedTuple):
     image: Image.Image
-    """At the target size and upright, in a mode that _to_output_mode finishes."""
+    """At the target size and upright, in a mode that to_output_mode finishes."""
     format: str
     width: int
     height: int
@@ -277,7 +256,7 @@ def _load_resized(source: ImageFile.ImageFile, size: tuple[int, int]) -> Image.I
             # in its coordinates, so the resize below does not shift or stretch by a pixel.
             box = drafted[1]
     source.load()
-    image = _resizable_mode(source)
+    image = resizable_mode(source)
     if image.size == size and box in (None, (0, 0, *size)):
         return image
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
@@ -290,78 +269,6 @@ def _orientation(source: Image.Image) -> int:
         # Broken EXIF is common (editors, old cameras) and says nothing about the pixels.
         return 1
     return value if isinstance(value, int) else 1
-
-
-def _resizable_mode(image: Image.Image) -> Image.Image:
-    """Convert at full size only what resize cannot handle or would get wrong."""
-    mode = image.mode
-    keyed = "transparency" in image.info  # a tRNS colour key or GIF transparent index
-    if mode in ("RGB", "L"):
-        return image.convert(mode + "A") if keyed else image
-    if mode in ("RGBA", "LA", "CMYK", "YCbCr", "I", "F"):
-        # CMYK and YCbCr are resized as four and three 8-bit bands and converted to RGB only
-        # afterwards, on far fewer pixels. I and F stay wide so no precision is lost before
-        # the scaling in _to_output_mode.
-        return image
-    if mode.startswith("I;16"):
-        # Pillow clips (not scales) I;16 to L. Resizing works in 32-bit "I"; the 16 -> 8 bit
-        # scaling waits until the image is small.
-        return image.convert("I")
-    if mode == "1":
-        return image.convert("L")
-    if mode in ("P", "PA"):
-        # Resizing a palette image would fall back to NEAREST.
-        return image.convert("RGBA" if mode == "PA" or keyed else "RGB")
-    # LAB, HSV, RGBX, La, RGBa...: rare enough that the simple full-size conversion is fine.
-    try:
-        return image.convert("RGB")
-    except ValueError as exc:
-        raise ImageRejected("unsupported", f"mode {mode}: {exc}") from None
-
-
-def _to_output_mode(image: Image.Image, output_format: str, source_mode: str) -> Image.Image:
-    """RGB, or RGBA for WebP with real transparency; all metadata dropped."""
-    if image.mode in ("I", "F"):
-        image = _to_8bit(image, sixteen_bit=source_mode.startswith("I;16"))
-    if image.mode in ("RGBA", "LA"):
-        alpha = image.getchannel("A")
-        if alpha.getextrema() == (255, 255):
-            image = image.convert("RGB")
-        elif output_format == "webp":
-            image = image.convert("RGBA")
-        else:
-            flat = Image.new("RGB", image.size, _WHITE)
-            flat.paste(image.convert("RGB"), mask=alpha)
-            image = flat
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
-    # Encoders read some metadata from info as well as from save() arguments (the JPEG
-    # encoder copies "comment", for one), and resize/transpose/convert carry info along.
-    image.info.clear()
-    return image
-
-
-def _to_8bit(image: Image.Image, *, sixteen_bit: bool) -> Image.Image:
-    """Scale a 16/32-bit integer or float greyscale image to 0..255 (mode L)."""
-    if sixteen_bit:
-        scale = 1 / 256
-    else:
-        low, high = _band_extrema(image)
-        if image.mode == "F" and low >= 0 and high <= 1.0:
-            scale = 255.0  # normalised float data
-        elif high > 255:
-            scale = 1 / 256  # 16-bit data in a 32-bit image, as TIFF and PNG decoders give
-        else:
-            scale = 1.0
-    return image.point(lambda v: v * scale).convert("L")
-
-
-def _band_extrema(image: Image.Image) -> tuple[float, float]:
-    """The lowest and highest value of a one-band image (I or F)."""
-    low, high = image.getextrema()
-    if isinstance(low, tuple) or isinstance(high, tuple):  # one pair per band: not I or F
-        raise ValueError(f"mode {image.mode} has more than one band")
-    return low, high
 
 
 def _encode(image: Image.Image, pil_format: str, quality: int) -> bytes:

@@ -12,7 +12,7 @@ import asyncpg
 import botocore.exceptions
 from redis.exceptions import RedisError
 
-from compressor.compress import ImageRejected
+from compressor.rejected import ImageRejected
 
 
 class ImageFailure(Exception):

@@ -23,13 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from compressor.compress import (
-    CompressedImage,
-    CompressOptions,
-    ImageRejected,
-    compress,
-    init_worker,
-)
+from compressor.compress import CompressedImage, CompressOptions, compress, init_worker
+from compressor.rejected import ImageRejected
 
 Work = Callable[[bytes, CompressOptions], CompressedImage]
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from catalogue.cache import Lookup, ProductCache, connect, product_key
+import pytest
+
+from catalogue.cache import CACHE_ERRORS, Lookup, ProductCache, connect, product_key
 
 
 def unreachable_cache(retry_after_s: float = 60.0) -> ProductCache:
@@ -42,6 +44,15 @@ async def test_fresh_writes_still_try_during_the_bypass_window():
     cache = unreachable_cache()
     await cache.get(1)
     assert await cache.put_fresh(1, b"{}") is False
+    await cache.client.aclose()
+
+
+async def test_the_worker_s_fresh_write_raises_and_leaves_the_bypass_window_shut():
+    # The worker retries on its own: it gets the error, and readers are not sent to PostgreSQL.
+    cache = unreachable_cache()
+    with pytest.raises(CACHE_ERRORS):
+        await cache.put_fresh_or_raise(1, b"{}")
+    assert cache.available
     await cache.client.aclose()
 
 

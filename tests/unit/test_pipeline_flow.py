@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -252,11 +253,11 @@ class Finishing:
     sources: Sources
 
 
-def finishing_pipeline(cache: FlakyCache) -> Finishing:
+def finishing_pipeline(cache: FlakyCache, products: Products | None = None) -> Finishing:
     sources = Sources()
     pool = GatedPool(sources)
     pool.gate.set()
-    products = Products()
+    products = products or Products()
     settings = load_settings({}, dotenv=None).replace(image_retry_base_seconds=0.0)  # no waits
     pipeline = pipeline_with(sources, pool, settings=settings, db=products, cache=cache)
     return Finishing(pipeline, products, sources)
@@ -297,3 +298,64 @@ async def test_a_redelivered_job_of_a_finished_product_is_skipped_not_redone(sta
 
     assert finishing.sources.fetched == 0
     assert cache.calls == 0
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == name]
+
+
+def images_counted(pipeline: Pipeline, outcome: str) -> float:
+    return pipeline.metrics.images.labels(outcome)._value.get()
+
+
+@pytest.mark.parametrize(
+    ("error", "logged", "level"),
+    [
+        (transient("pool_broken"), "image.failed", logging.WARNING),
+        (KeyError("width"), "image.unexpected_error", logging.ERROR),
+    ],
+)
+async def test_an_error_of_no_known_kind_is_retried_and_logged_as_unexpected(
+    watched, caplog, error, logged, level
+):
+    url = "http://img/1.jpg"
+    pool = FailingPool(watched, {url: error})
+    pool.gate.set()
+    settings = load_settings({}, dotenv=None).replace(image_retry_base_seconds=0.0)
+    pipeline = pipeline_with(watched, pool, settings=settings, db=Products())
+
+    assert await pipeline.process(ImageJob(1, (url,))) == "done"  # the second attempt
+
+    (record,) = events(caplog, logged)
+    assert record.levelno == level
+    assert record.attempt == 1
+    assert (record.exc_info is not None) == (level == logging.ERROR)  # a bug's traceback
+    other = "image.failed" if logged == "image.unexpected_error" else "image.unexpected_error"
+    assert events(caplog, other) == []
+    assert images_counted(pipeline, "failed_transient") == 1
+
+
+class UnreachableOnce(Products):
+    """The status query fails once, as a dropped connection does."""
+
+    failed = False
+
+    async def fetchval(self, sql: str, product_id: int) -> str | None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionResetError("connection reset by peer")
+        return await super().fetchval(sql, product_id)
+
+
+async def test_a_database_step_retries_under_its_own_name_without_image_metrics(caplog):
+    pipeline = finishing_pipeline(FlakyCache(failures=0), UnreachableOnce()).pipeline
+
+    assert await pipeline.process(ImageJob(5, ("http://img/1.jpg",))) == "done"
+
+    (retried,) = events(caplog, "job.load.retry")
+    assert retried.product_id == 5
+    assert "ConnectionResetError" in retried.error
+    assert events(caplog, "image.failed") == []
+    assert images_counted(pipeline, "failed_transient") == 0
+    assert images_counted(pipeline, "failed") == 0
+    assert images_counted(pipeline, "done") == 1

@@ -6,7 +6,9 @@ import asyncio
 from concurrent.futures.process import BrokenProcessPool
 
 import aiohttp
+import asyncpg
 import pytest
+from redis.exceptions import RedisError
 
 from catalogue.images import image_key
 from catalogue.jobs import ImageJob, PoisonJob, decode_job, encode_job
@@ -174,3 +176,30 @@ async def test_single_flight_runs_concurrent_work_once():
     assert await asyncio.gather(*waiters) == [b"value"] * 20
     assert calls == 1
     assert len(flight) == 0
+
+
+@pytest.mark.parametrize("exc", [KeyError("width"), TypeError("bad operand"), ZeroDivisionError()])
+def test_errors_of_no_known_kind_are_retried_but_flagged_unexpected(exc):
+    failure = classify(exc)
+    assert failure.transient  # retrying is cheap, losing the image is not
+    assert failure.unexpected  # but it is logged as the bug it most likely is
+    assert failure.reason == type(exc).__name__
+    assert failure.detached().unexpected
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        TimeoutError(),
+        ConnectionRefusedError(),
+        OSError("No space left on device"),
+        aiohttp.ClientPayloadError("cut short"),
+        asyncpg.PostgresConnectionError("gone"),
+        RedisError("down"),
+        BrokenProcessPool(),
+        ImageRejected("corrupt"),
+        ImageFailure("too_large", transient=False),
+    ],
+)
+def test_errors_of_a_known_kind_are_not_unexpected(exc):
+    assert not classify(exc).unexpected
