@@ -2,8 +2,8 @@
 
 Two shapes of retrying share it:
 - `retry(operation, policy, ...)`: run one operation until it succeeds, fails for good (the
-  `is_transient` hook says no) or runs out of attempts: the pipeline's steps, the consumer's
-  start-up.
+  `is_transient` hook says no) or runs out of attempts: the worker's image attempts, its
+  database and cache steps, its dead-letter publish and its start-up topic creation.
 - `Backoff(policy)`: the delays of a long-running loop that reconnects for ever (the outbox
   relay, the invalidation listener): `await backoff.wait()` after a failure, `reset()` after a
   success.
