@@ -6,6 +6,8 @@ import hashlib
 
 import asyncpg
 
+from db.pool import Connection, Executor
+
 
 def _lock_id(owner: str, key_hash: bytes) -> int:
     # A signed 64-bit advisory lock id for (owner, key): a collision only makes two unrelated
@@ -14,7 +16,7 @@ def _lock_id(owner: str, key_hash: bytes) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def try_lock(conn: asyncpg.Connection, owner: str, key_hash: bytes) -> bool:
+async def try_lock(conn: Connection, owner: str, key_hash: bytes) -> bool:
     """Takes the key's lock until the transaction ends; False when another holds it."""
     locked: bool = await conn.fetchval(
         "SELECT pg_try_advisory_xact_lock($1::bigint)", _lock_id(owner, key_hash)
@@ -23,7 +25,7 @@ async def try_lock(conn: asyncpg.Connection, owner: str, key_hash: bytes) -> boo
 
 
 async def find(
-    conn: asyncpg.Connection, owner: str, key_hash: bytes, ttl_hours: int
+    conn: Connection, owner: str, key_hash: bytes, ttl_hours: int
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT request_hash, sealed_answer FROM idempotency_keys
@@ -36,7 +38,7 @@ async def find(
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: Connection,
     owner: str,
     key_hash: bytes,
     request_hash: bytes,
@@ -58,7 +60,7 @@ async def record(
     )
 
 
-async def purge_expired(conn: asyncpg.Connection | asyncpg.Pool, ttl_hours: int) -> int:
+async def purge_expired(conn: Executor, ttl_hours: int) -> int:
     result = await conn.execute(
         "DELETE FROM idempotency_keys WHERE created_at <= now() - make_interval(hours => $1)",
         ttl_hours,

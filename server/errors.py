@@ -11,11 +11,19 @@ from aiohttp import web
 class ApiError(Exception):
     """An error to answer with; `message` is safe to show to the client."""
 
-    def __init__(self, status: int, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details
+        # Fields the answer carries besides the body (WWW-Authenticate, Retry-After, RateLimit-*).
+        self.headers = headers if headers is not None else {}
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:

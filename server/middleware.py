@@ -77,7 +77,7 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
     try:
         return await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.message, exc.details)
+        response = error_response(exc.status, exc.message, exc.details, exc.headers or None)
         if exc.status == 413:
             # The unread body is still on the wire: this connection cannot carry another request.
             response.force_close()

@@ -54,14 +54,16 @@ async def test_a_refusal_is_remembered_without_asking_redis_again(client):
     assert (await limiter.take(name, rate)).allowed
     assert not (await limiter.take(name, rate)).allowed
     remembered = limiter.spend_leased(name)
-    assert remembered is not None and not remembered.allowed
+    assert remembered is not None
+    assert not remembered.allowed
 
 
 async def test_an_all_or_nothing_take_spends_nothing_when_it_does_not_fit(client):
     limiter, name, rate = RateLimiter(client, share=1), bucket(), Rate(10, 3600.0)
     assert (await limiter.take(name, rate, 7, lease=False)).allowed
     refused = await limiter.take(name, rate, 4, lease=False)
-    assert not refused.allowed and refused.remaining == 3
+    assert not refused.allowed
+    assert refused.remaining == 3
     assert (await limiter.take(name, rate, 3, lease=False)).allowed
 
 
