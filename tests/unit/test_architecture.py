@@ -20,6 +20,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 API_AND_WORKER = "The API and the worker never import each other"
 LAYERS = "Entry points over shared contracts over SQL over settings"
+HANDLERS = "Request handlers load neither Kafka nor the worker"
 PRODUCT = "The product never imports its tests, benchmarks or test support"
 TESTS_AND_BENCH = "Tests and benchmarks share only testkit"
 TESTKIT = "Test support is not built on tests or benchmarks"
@@ -30,6 +31,7 @@ ALLOWED: dict[str, list[str]] = {
     "db.queries": ["config.settings"],
     "catalogue.contract": ["db.queries"],
     "server.app": ["catalogue.contract"],
+    "server.handlers.products": ["catalogue.contract"],
     "compressor.worker": ["catalogue.contract"],
     "testkit.support": ["config.settings"],
     "tests.test_app": ["server.app", "testkit.support"],
@@ -39,6 +41,7 @@ ALLOWED: dict[str, list[str]] = {
 # One import too many, and the contracts it must break (no more, no fewer).
 VIOLATIONS: dict[str, tuple[str, str, set[str]]] = {
     "api-imports-worker": ("server.uses_worker", "compressor.worker", {API_AND_WORKER, LAYERS}),
+    "handler-imports-kafka": ("server.handlers.uses_kafka", "aiokafka", {HANDLERS}),
     "contract-imports-api": ("catalogue.uses_api", "server.app", {LAYERS}),
     "sql-imports-testkit": ("db.uses_testkit", "testkit.support", {PRODUCT}),
     "tests-import-bench": ("tests.test_uses_bench", "bench.bench_app", {TESTS_AND_BENCH}),
