@@ -5,25 +5,40 @@
   passes to a resolver); the resolver drops blocked addresses first, so a name with one good and
   one bad address still works; URL text (scheme, credentials, odd numeric hosts) is checked before
   the request. Every redirect hop goes through the same checks; at most MAX_REDIRECTS of them.
+- An allowed origin (IMAGE_ALLOWED_SOURCE_ORIGINS) opens its blocked-range address only when the
+  URL names it exactly (scheme, IP literal, port) and the socket dials that address and port;
+  names resolved by the resolver never match an origin.
 - Size is enforced while streaming (and from Content-Length up front), time by a total timeout.
 - The first bytes must be an image by their magic number, whatever the Content-Type says.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from compressor.errors import http_status_failure, permanent
 from compressor.sniff import SNIFF_BYTES, sniff_image_type
-from compressor.ssrf import AddressPolicy, blocked_reason, check_url_scheme_and_host
+from compressor.ssrf import (
+    AddressPolicy,
+    Origin,
+    blocked_endpoint_reason,
+    blocked_reason,
+    check_url_scheme_and_host,
+)
 from config import Settings
+from config.settings import log_sources_opened
+
+log = logging.getLogger("compressor")
 
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
@@ -35,11 +50,15 @@ class BlockedAddress(OSError):
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves like the default resolver, then keeps only the addresses the policy allows."""
+    """Resolves like the default resolver, then keeps only the addresses the policy allows.
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    aiohttp asks it about host names only (never IP literals), and a name never matches an
+    allowed origin, so only the policy's broad switches apply here.
+    """
+
+    def __init__(self, policy: AddressPolicy, resolver: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self._resolver = DefaultResolver()
+        self._resolver = resolver or DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -68,19 +87,23 @@ def policy_from(settings: Settings) -> AddressPolicy:
     return AddressPolicy(
         allow_loopback=settings.image_allow_loopback_sources,
         allow_private=settings.image_allow_private_sources,
+        allowed_origins=frozenset(
+            Origin(o.scheme, ipaddress.ip_address(o.host), o.port)
+            for o in settings.allowed_source_origins
+        ),
     )
 
 
-def guarded_socket_factory(policy: AddressPolicy):  # type: ignore[no-untyped-def]
+def guarded_socket_factory(policy: AddressPolicy) -> SocketFactoryType:
     """Creates the socket for each address aiohttp is about to dial, refusing blocked ones.
 
-    This sees the very address connected (after DNS, for IP literals too, on every redirect hop),
-    so no resolver trick or rebinding can slip past it.
+    This sees the very address and port connected (after DNS, for IP literals too, on every
+    redirect hop), so no resolver trick or rebinding can slip past it.
     """
 
-    def factory(addr_info) -> socket.socket:  # type: ignore[no-untyped-def]
+    def factory(addr_info: AddrInfoType) -> socket.socket:
         family, kind, proto, _canonname, sockaddr = addr_info
-        if reason := blocked_reason(sockaddr[0], policy):
+        if reason := blocked_endpoint_reason(sockaddr[0], sockaddr[1], policy):
             raise BlockedAddress(f"refusing to connect to a {reason} address")
         return socket.socket(family, kind, proto)
 
@@ -88,7 +111,9 @@ def guarded_socket_factory(policy: AddressPolicy):  # type: ignore[no-untyped-de
 
 
 def create_session(settings: Settings, *, connections: int) -> aiohttp.ClientSession:
+    """The downloads' session; logs once which normally refused sources the settings open."""
     policy = policy_from(settings)
+    log_sources_opened(log, settings)
     connector = aiohttp.TCPConnector(
         resolver=GuardedResolver(policy),
         socket_factory=guarded_socket_factory(policy),

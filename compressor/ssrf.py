@@ -4,6 +4,13 @@ Pure functions, no DNS and no I/O. The connector calls :func:`blocked_reason` on
 a host name resolves to (not only the first), right before connecting, so a DNS answer cannot
 point an image URL at the metadata service or an internal host.
 
+An :class:`AddressPolicy` can open normally refused ranges: broadly (every loopback or every
+private address, ``allow_loopback`` / ``allow_private``) or exactly, for a few
+:class:`Origin` s (scheme, IP address and port). An origin opens its address only where both
+sides agree: the URL's own scheme, literal host and port (:func:`check_url_scheme_and_host`) and
+the address and port actually dialled (:func:`blocked_endpoint_reason`, which the socket factory
+calls). Host names never match an origin, whatever they resolve to.
+
 Deliberately written as explicit tables rather than ``ipaddress``'s ``is_private`` /
 ``is_global``: those changed meaning between Python patch releases (3.11.10, 3.12.4) and say
 nothing about addresses embedded in IPv6 transition prefixes.
@@ -20,7 +27,7 @@ import yarl
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Reasons. Only LOOPBACK, PRIVATE and UNIQUE_LOCAL can be switched off by the policy.
+# Reasons. Only LOOPBACK, PRIVATE and UNIQUE_LOCAL can be opened by the policy.
 LOOPBACK: Final = "loopback"
 PRIVATE: Final = "private"
 UNIQUE_LOCAL: Final = "unique_local"
@@ -33,16 +40,45 @@ RESERVED: Final = "reserved"
 INVALID: Final = "invalid"
 
 
+OPENABLE: Final = frozenset({LOOPBACK, PRIVATE, UNIQUE_LOCAL})
+"""The reasons a policy may lift; every other one (metadata, link-local, ...) stays."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """``scheme://address:port``: one source the policy opens exactly, and nothing else.
+
+    The host is an IP address, not a name: the check that matters compares the address actually
+    dialled, and a name's addresses are only known once resolved.
+    """
+
+    scheme: str
+    address: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{self.scheme}://{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class AddressPolicy:
-    """Which normally blocked ranges this deployment may reach.
+    """Which normally blocked addresses this deployment may reach.
 
-    Both switches are for development and tests (an image server on localhost or in a compose
-    network). Link-local and cloud metadata addresses stay blocked whatever they say.
+    The two switches open whole ranges, for development and tests (an image server on localhost
+    or in a compose network). ``allowed_origins`` opens single origins instead (the sample image
+    server of ``make run``): a loopback, private or unique-local address is allowed for a URL
+    whose scheme, literal host and port are one of them, and only on that port. Link-local and
+    cloud metadata addresses stay blocked whatever the policy says.
     """
 
     allow_loopback: bool = False
     allow_private: bool = False
+    allowed_origins: frozenset[Origin] = frozenset()
+
+    def opens_endpoint(self, address: IPAddress, port: int) -> bool:
+        """True if some allowed origin has this address and port (whatever its scheme)."""
+        return any(o.address == address and o.port == port for o in self.allowed_origins)
 
 
 DEFAULT_POLICY: Final = AddressPolicy()
@@ -177,6 +213,24 @@ def blocked_reason(address: str | IPAddress, policy: AddressPolicy = DEFAULT_POL
     return reason
 
 
+def blocked_endpoint_reason(
+    address: str | IPAddress, port: int, policy: AddressPolicy = DEFAULT_POLICY
+) -> str | None:
+    """:func:`blocked_reason` for a connection about to be made to ``address`` on ``port``.
+
+    Also allows a loopback, private or unique-local address when it is the address and port of
+    one of the policy's allowed origins. This sees the address actually dialled, after DNS; the
+    scheme and host of the URL are :func:`check_url_scheme_and_host`'s part.
+    """
+    parsed = _parse(address)
+    if parsed is None:
+        return INVALID
+    reason = blocked_reason(parsed, policy)
+    if reason in OPENABLE and policy.opens_endpoint(parsed, port):
+        return None
+    return reason
+
+
 # What getaddrinfo would take as IPv4 in the legacy inet_aton forms: 127.1, 2130706433,
 # 0x7f.0.0.1, 0177.0.0.1. Such a host is an IP address that does not look like one.
 _LEGACY_NUMERIC_HOST: Final = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}")
@@ -191,7 +245,8 @@ def check_url_scheme_and_host(url: str, policy: AddressPolicy = DEFAULT_POLICY) 
     Reasons: ``invalid_url``, ``scheme`` (only http and https), ``userinfo`` (credentials in
     the URL), ``no_host``, ``invalid_host`` (not a plain DNS name after IDNA encoding),
     ``numeric_host`` (legacy IPv4 spellings such as ``127.1`` or ``2130706433``), or the
-    :func:`blocked_reason` of a literal IP address host. The literal
+    :func:`blocked_reason` of a literal IP address host, unless the URL's scheme, address and
+    port (explicit or the scheme's default) are one of the policy's allowed origins. The literal
     check matters: aiohttp's connector does not pass IP literals to the resolver, so a
     resolver-level guard alone never sees ``http://169.254.169.254/``.
 
@@ -215,7 +270,14 @@ def check_url_scheme_and_host(url: str, policy: AddressPolicy = DEFAULT_POLICY) 
     except ValueError:
         literal = None
     if literal is not None:
-        return blocked_reason(literal, policy)
+        reason = blocked_reason(literal, policy)
+        if reason in OPENABLE and parsed.port is not None:
+            address = _parse(literal)
+            if address is not None and Origin(parsed.scheme, address, parsed.port) in (
+                policy.allowed_origins
+            ):
+                return None
+        return reason
     if _LEGACY_NUMERIC_HOST.fullmatch(host):
         return "numeric_host"
     if not _HOST_NAME.fullmatch(host):

@@ -7,6 +7,8 @@ loader, the README table, `.env.example` and the docker-compose check all read o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
 import os
 import re
 import sys
@@ -133,6 +135,84 @@ def _storage_url(raw: str) -> str:
     if parts.scheme and len(parts.scheme) > 1:  # one letter would be a Windows drive
         raise ValueError("must be file:///abs/path, a relative path or s3://bucket/prefix")
     return value
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOrigin:
+    """An image source origin the SSRF guard may open: scheme, IP address and port, exactly.
+
+    ``host`` is the address in canonical text (``127.0.0.1``, ``::1``), without brackets.
+    """
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_source_origin(text: str) -> SourceOrigin:
+    """``scheme://ip:port`` (http or https; port explicit or the scheme's default), normalised.
+
+    Only IP literals: the guard compares the address actually connected with the origin's, and
+    a name's addresses are only known once resolved (and may change after start-up), so a name
+    would either need DNS at start-up or open whatever the name points at later.
+    """
+    raw = text.strip()
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        raise ValueError(f"origin {raw!r}: is not a URL") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"origin {raw!r}: port must be a number between 1 and 65535") from None
+    if parts.scheme not in _DEFAULT_PORTS or not raw.lower().startswith(f"{parts.scheme}://"):
+        raise ValueError(f"origin {raw!r}: must be scheme://host:port with scheme http or https")
+    if "@" in parts.netloc:
+        raise ValueError(f"origin {raw!r}: must not hold a user name or password")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"origin {raw!r}: must not have a path (an origin is scheme://host:port)")
+    if "?" in raw or "#" in raw:
+        raise ValueError(f"origin {raw!r}: must not have a query or fragment")
+    if port == 0:
+        raise ValueError(f"origin {raw!r}: port must be a number between 1 and 65535")
+    if not parts.hostname:
+        raise ValueError(f"origin {raw!r}: must name a host")
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        raise ValueError(
+            f"origin {raw!r}: host must be an IP address such as 127.0.0.1 or [::1], not a name"
+        ) from None
+    for kind, never in (
+        ("an unspecified", address.is_unspecified),
+        ("a multicast", address.is_multicast),
+        ("a link-local", address.is_link_local),
+    ):
+        if never:
+            raise ValueError(f"origin {raw!r}: {kind} address is never an image source")
+    return SourceOrigin(parts.scheme, str(address), port or _DEFAULT_PORTS[parts.scheme])
+
+
+def parse_source_origins(raw: str) -> tuple[SourceOrigin, ...]:
+    """A comma-separated list of origins, normalised, duplicates dropped; empty means none."""
+    origins: list[SourceOrigin] = []
+    for item in raw.split(","):
+        if item.strip():
+            origin = parse_source_origin(item)
+            if origin not in origins:
+                origins.append(origin)
+    return tuple(origins)
+
+
+def _source_origins(raw: str) -> str:
+    return ",".join(str(origin) for origin in parse_source_origins(raw))
 
 
 def _env_field(name: str, default: Any, parse: Callable[[str], Any], help: str) -> Any:
@@ -280,6 +360,13 @@ class Settings:
         _bool,
         "Allow source URLs on private addresses (development only). Link-local never is.",
     )
+    image_allowed_source_origins: str = _env_field(
+        "IMAGE_ALLOWED_SOURCE_ORIGINS",
+        "",
+        _source_origins,
+        "Source origins (scheme://ip:port, comma-separated) allowed although on a loopback or "
+        "private address: exactly those, IP literals only; empty opens none.",
+    )
     image_max_dimension: int = _env_field(
         "IMAGE_MAX_DIMENSION", 1600, _int_between(16, 16384), "Longest side of compressed images."
     )
@@ -350,6 +437,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def allowed_source_origins(self) -> tuple[SourceOrigin, ...]:
+        return parse_source_origins(self.image_allowed_source_origins)
+
+    @property
     def storage_is_local(self) -> bool:
         return not self.image_storage_url.startswith("s3://")
 
@@ -358,6 +449,24 @@ class Settings:
         url = self.image_storage_url
         path = Path(urlsplit(url).path) if url.startswith("file://") else Path(url)
         return path.resolve()
+
+
+def sources_opened_event(settings: Settings) -> tuple[int, str, dict[str, Any]]:
+    """The start-up log line (level, event, fields) saying which normally refused image sources
+    these settings open: WARNING when any is, INFO when the guard is fully closed."""
+    fields: dict[str, Any] = {
+        "allowed_source_origins": [str(o) for o in settings.allowed_source_origins],
+        "allow_loopback_sources": settings.image_allow_loopback_sources,
+        "allow_private_sources": settings.image_allow_private_sources,
+    }
+    opened = any(fields.values())
+    return (logging.WARNING if opened else logging.INFO), "ssrf.sources_opened", fields
+
+
+def log_sources_opened(logger: logging.Logger, settings: Settings) -> None:
+    """Logs :func:`sources_opened_event`: the worker does at start-up, and so does the API."""
+    level, event, fields = sources_opened_event(settings)
+    logger.log(level, event, extra=fields)
 
 
 def settings_fields() -> list[dataclasses.Field[Any]]:

@@ -2,17 +2,35 @@
 
 Every generator returns encoded bytes, as the pipeline receives them. Content is built from
 Pillow's C primitives (gradients, noise, resizes, drawing) rather than per-pixel Python, so a
-12 MP photo takes a fraction of a second to make.
+12 MP photo takes a fraction of a second to make. The photo itself comes from
+`scripts/demo/photos.py`, which the demo's sample photos share; it is deterministic, so one call
+gives the same pixels every time.
 """
 
 from __future__ import annotations
 
-import io
 import random
 import struct
 import zlib
 
-from PIL import ExifTags, Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
+
+from scripts.demo.photos import encode, exif_bytes, photo_image
+
+__all__ = [
+    "bomb_png",
+    "cmyk_jpeg",
+    "palette_gif",
+    "photo_image",
+    "photo_jpeg",
+    "png_16bit",
+    "png_with_alpha",
+    "random_bytes",
+    "tiff_16bit",
+    "tiny_png",
+    "truncated_jpeg",
+    "webp",
+]
 
 MARKER_COLOUR = (255, 0, 0)
 """Colour of the square :func:`photo_jpeg` draws in the stored image's top-left corner."""
@@ -22,71 +40,6 @@ MARKER_FRACTION = 0.2
 
 TRANSPARENT_FRACTION = 0.5
 """Left part of :func:`png_with_alpha` that is fully transparent (its colour is pure black)."""
-
-_GRAIN_TILE = 256
-
-
-def _encode(im: Image.Image, fmt: str, **params: object) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **params)
-    return buf.getvalue()
-
-
-def _grain(size: tuple[int, int], sigma: float) -> Image.Image:
-    # Noise for every pixel of a 12 MP image takes ~0.35 s; a tiled block looks the same to
-    # an encoder (high-frequency energy everywhere) at a fraction of the cost.
-    tile = Image.effect_noise((_GRAIN_TILE, _GRAIN_TILE), sigma)
-    out = Image.new("L", size)
-    for y in range(0, size[1], _GRAIN_TILE):
-        for x in range(0, size[0], _GRAIN_TILE):
-            out.paste(tile, (x, y))
-    return out
-
-
-def photo_image(width: int, height: int) -> Image.Image:
-    """An RGB image that compresses like a photo: smooth gradients, shapes, texture and grain."""
-    size = (width, height)
-    ramp = Image.linear_gradient("L")
-    bands = [
-        ramp.resize(size, Image.Resampling.BILINEAR),
-        Image.radial_gradient("L").resize(size, Image.Resampling.BILINEAR),
-        ramp.rotate(90).resize(size, Image.Resampling.BILINEAR),
-    ]
-    # Low-resolution noise blown up gives blotches at mid frequencies, like foliage or fabric.
-    blotches = Image.effect_noise((max(1, width // 16), max(1, height // 16)), 60).resize(
-        size, Image.Resampling.BICUBIC
-    )
-    grain = _grain(size, 6)
-    bands = [
-        ImageChops.add(Image.blend(band, blotches, 0.35), grain, scale=1.0, offset=-128)
-        for band in bands
-    ]
-    im = Image.merge("RGB", bands)
-    draw = ImageDraw.Draw(im)
-    w, h = width, height
-    # Hard edges: photos have objects, not only texture.
-    draw.ellipse((w * 0.55, h * 0.5, w * 0.9, h * 0.95), fill=(40, 90, 160))
-    draw.rectangle((w * 0.3, h * 0.1, w * 0.5, h * 0.4), fill=(200, 180, 60))
-    draw.line((0, h - 1, w - 1, 0), fill=(20, 20, 20), width=max(1, w // 200))
-    return im
-
-
-def _exif_bytes(orientation: int | None, gps: bool) -> bytes | None:
-    if orientation is None and not gps:
-        return None
-    exif = Image.Exif()
-    exif[ExifTags.Base.Make] = "imagegen"
-    exif[ExifTags.Base.Model] = "test camera"
-    if orientation is not None:
-        exif[ExifTags.Base.Orientation] = orientation
-    if gps:
-        exif[ExifTags.IFD.GPSInfo] = {
-            ExifTags.GPS.GPSLatitudeRef: "N",
-            ExifTags.GPS.GPSLatitude: (52.0, 31.0, 12.5),
-            ExifTags.GPS.GPSLongitudeRef: "E",
-            ExifTags.GPS.GPSLongitude: (13.0, 24.0, 36.0),
-        }
-    return exif.tobytes()
 
 
 def photo_jpeg(
@@ -114,13 +67,13 @@ def photo_jpeg(
         ImageDraw.Draw(im).rectangle((0, 0, side - 1, side - 1), fill=MARKER_COLOUR)
     params: dict[str, object] = {"quality": quality}
     extras = {
-        "exif": _exif_bytes(orientation, gps),
+        "exif": exif_bytes(orientation, gps),
         "comment": comment,
         "icc_profile": icc_profile,
         "xmp": xmp,
     }
     params.update({key: value for key, value in extras.items() if value is not None})
-    return _encode(im, "JPEG", **params)
+    return encode(im, "JPEG", **params)
 
 
 def png_with_alpha(width: int, height: int) -> bytes:
@@ -135,7 +88,7 @@ def png_with_alpha(width: int, height: int) -> bytes:
     # white is caught.
     rgb.paste(black, mask=ImageChops.invert(alpha))
     rgb.putalpha(alpha)
-    return _encode(rgb, "PNG", compress_level=1)
+    return encode(rgb, "PNG", compress_level=1)
 
 
 def palette_gif(width: int, height: int, *, frames: int = 1, transparent: bool = False) -> bytes:
@@ -153,16 +106,16 @@ def palette_gif(width: int, height: int, *, frames: int = 1, transparent: bool =
         first.paste(index, (0, 0, round(width * TRANSPARENT_FRACTION), height))
         params["transparency"] = index
     if frames == 1:
-        return _encode(first, "GIF", **params)
+        return encode(first, "GIF", **params)
     rest = [Image.new("P", (width, height), i % 64) for i in range(1, frames)]
     for im in rest:
         im.putpalette(first.getpalette() or [])
-    return _encode(first, "GIF", save_all=True, append_images=rest, duration=100, loop=0)
+    return encode(first, "GIF", save_all=True, append_images=rest, duration=100, loop=0)
 
 
 def cmyk_jpeg(width: int, height: int) -> bytes:
     """A CMYK JPEG (as print workflows and some stock photo sites produce)."""
-    return _encode(photo_image(width, height).convert("CMYK"), "JPEG", quality=90)
+    return encode(photo_image(width, height).convert("CMYK"), "JPEG", quality=90)
 
 
 def _ramp_16bit(width: int, height: int) -> Image.Image:
@@ -175,12 +128,12 @@ def _ramp_16bit(width: int, height: int) -> Image.Image:
 def png_16bit(width: int, height: int) -> bytes:
     """A 16-bit greyscale PNG (Pillow opens it in mode ``I;16``), black at the top to white
     at the bottom over the full 16-bit range."""
-    return _encode(_ramp_16bit(width, height), "PNG")
+    return encode(_ramp_16bit(width, height), "PNG")
 
 
 def tiff_16bit(width: int, height: int) -> bytes:
     """The same ramp as :func:`png_16bit` as an uncompressed 16-bit greyscale TIFF."""
-    return _encode(_ramp_16bit(width, height), "TIFF")
+    return encode(_ramp_16bit(width, height), "TIFF")
 
 
 def webp(width: int, height: int, *, alpha: bool = False, frames: int = 1) -> bytes:
@@ -189,14 +142,14 @@ def webp(width: int, height: int, *, alpha: bool = False, frames: int = 1) -> by
     if alpha:
         im.putalpha(Image.linear_gradient("L").resize((width, height)))
     if frames == 1:
-        return _encode(im, "WEBP", quality=85)
+        return encode(im, "WEBP", quality=85)
     rest = [Image.new(im.mode, (width, height), "green") for _ in range(1, frames)]
-    return _encode(im, "WEBP", quality=85, save_all=True, append_images=rest, duration=100)
+    return encode(im, "WEBP", quality=85, save_all=True, append_images=rest, duration=100)
 
 
 def tiny_png() -> bytes:
     """An 8x6 RGB PNG: far below any target size, so it must never be upscaled."""
-    return _encode(Image.new("RGB", (8, 6), (10, 200, 30)), "PNG")
+    return encode(Image.new("RGB", (8, 6), (10, 200, 30)), "PNG")
 
 
 def truncated_jpeg(width: int = 640, height: int = 480) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from aiohttp import web
 
@@ -42,3 +44,27 @@ async def test_an_unparsable_redirect_fails_the_image_for_good(server, downloade
     with pytest.raises(ImageFailure) as caught:
         await downloader.fetch(str(server.make_url("/bad-redirect")))
     assert (caught.value.reason, caught.value.transient) == ("bad_redirect", False)
+
+
+@pytest.mark.parametrize(
+    ("environ", "level", "origins"),
+    [
+        pytest.param({}, logging.INFO, [], id="closed"),
+        pytest.param(
+            {"IMAGE_ALLOWED_SOURCE_ORIGINS": "http://127.0.0.1:8090"},
+            logging.WARNING,
+            ["http://127.0.0.1:8090"],
+            id="one-origin",
+        ),
+        pytest.param({"IMAGE_ALLOW_PRIVATE_SOURCES": "true"}, logging.WARNING, [], id="private"),
+    ],
+)
+async def test_the_session_logs_which_sources_it_opens(environ, level, origins, caplog):
+    settings = load_settings(environ, dotenv=None)
+    with caplog.at_level(logging.INFO, logger="compressor"):
+        session = create_session(settings, connections=1)
+    await session.close()
+    [record] = [r for r in caplog.records if r.getMessage() == "ssrf.sources_opened"]
+    assert record.levelno == level
+    assert record.allowed_source_origins == origins
+    assert record.allow_private_sources == settings.image_allow_private_sources

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -13,10 +14,14 @@ import pytest
 from config.settings import (
     Settings,
     SettingsError,
+    SourceOrigin,
     env_names,
     load_settings,
+    log_sources_opened,
     read_dotenv,
     settings_fields,
+    settings_to_env,
+    sources_opened_event,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +172,96 @@ def test_env_example_loads_to_the_defaults() -> None:
         ),
         pytest.param("S3_ENDPOINT_URL", "minio:9000", "must be a URL with scheme", id="bad-s3"),
         pytest.param("API_HOST", "  ", "must not be empty", id="empty-host"),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "127.0.0.1:8090",
+            "origin '127.0.0.1:8090': must be scheme://host:port with scheme http or https",
+            id="origin-without-scheme",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "ftp://127.0.0.1:21",
+            "with scheme http or https",
+            id="origin-ftp",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://localhost:8090",
+            "host must be an IP address such as 127.0.0.1 or [::1], not a name",
+            id="origin-host-name",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:8090/samples",
+            "must not have a path",
+            id="origin-with-path",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:8090?x=1",
+            "must not have a query or fragment",
+            id="origin-with-query",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:8090#top",
+            "must not have a query or fragment",
+            id="origin-with-fragment",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://me:secret@127.0.0.1:8090",
+            "must not hold a user name or password",
+            id="origin-with-userinfo",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:0",
+            "port must be a number between 1 and 65535",
+            id="origin-port-zero",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:70000",
+            "port must be a number between 1 and 65535",
+            id="origin-port-out-of-range",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://[::1",
+            "is not a URL",
+            id="origin-unclosed-bracket",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://:8090",
+            "must name a host",
+            id="origin-without-host",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://169.254.169.254",
+            "a link-local address is never an image source",
+            id="origin-metadata-link-local",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://[fe80::1]:8090",
+            "a link-local address is never an image source",
+            id="origin-link-local-v6",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://0.0.0.0:8090",
+            "an unspecified address is never an image source",
+            id="origin-unspecified",
+        ),
+        pytest.param(
+            "IMAGE_ALLOWED_SOURCE_ORIGINS",
+            "http://127.0.0.1:8090,http://224.0.0.1:80",
+            "origin 'http://224.0.0.1:80': a multicast address is never an image source",
+            id="origin-second-of-two-bad",
+        ),
     ],
 )
 def test_bad_value_is_one_line_naming_the_variable(name: str, raw: str, message: str) -> None:
@@ -209,6 +304,77 @@ def test_s3_storage_is_not_local() -> None:
     )
     assert not settings.storage_is_local
     assert settings.s3_endpoint_url == "http://minio:9000"
+
+
+# -- allowed source origins ------------------------------------------------------------------------
+
+
+def test_no_source_origin_is_open_by_default() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert settings.image_allowed_source_origins == ""
+    assert settings.allowed_source_origins == ()
+    assert not settings.image_allow_loopback_sources
+    assert not settings.image_allow_private_sources
+
+
+def test_source_origins_are_normalised_and_deduplicated() -> None:
+    settings = load_settings(
+        {
+            "IMAGE_ALLOWED_SOURCE_ORIGINS": (
+                " HTTP://127.0.0.1:8090/ , http://[0:0::1]:8091,https://10.0.0.5,"
+                "http://127.0.0.1:8090,http://192.168.1.20, "
+            )
+        },
+        dotenv=None,
+    )
+    assert settings.image_allowed_source_origins == (
+        "http://127.0.0.1:8090,http://[::1]:8091,https://10.0.0.5:443,http://192.168.1.20:80"
+    )
+    assert settings.allowed_source_origins == (
+        SourceOrigin("http", "127.0.0.1", 8090),
+        SourceOrigin("http", "::1", 8091),
+        SourceOrigin("https", "10.0.0.5", 443),
+        SourceOrigin("http", "192.168.1.20", 80),
+    )
+    # The normalised value is what child processes get, and it loads back to the same.
+    env = settings_to_env(settings)
+    assert load_settings(env, dotenv=None) == settings
+
+
+def test_sources_opened_event_is_info_when_closed_and_warning_when_opened() -> None:
+    closed = load_settings({}, dotenv=None)
+    assert sources_opened_event(closed) == (
+        logging.INFO,
+        "ssrf.sources_opened",
+        {
+            "allowed_source_origins": [],
+            "allow_loopback_sources": False,
+            "allow_private_sources": False,
+        },
+    )
+    origin = load_settings({"IMAGE_ALLOWED_SOURCE_ORIGINS": "http://127.0.0.1:8090"}, None)
+    assert sources_opened_event(origin) == (
+        logging.WARNING,
+        "ssrf.sources_opened",
+        {
+            "allowed_source_origins": ["http://127.0.0.1:8090"],
+            "allow_loopback_sources": False,
+            "allow_private_sources": False,
+        },
+    )
+    for switch in ("IMAGE_ALLOW_LOOPBACK_SOURCES", "IMAGE_ALLOW_PRIVATE_SOURCES"):
+        level, _event, _fields = sources_opened_event(load_settings({switch: "true"}, None))
+        assert level == logging.WARNING, switch
+
+
+def test_log_sources_opened_writes_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings({"IMAGE_ALLOWED_SOURCE_ORIGINS": "http://[::1]:8090"}, None)
+    logger = logging.getLogger("test.sources")
+    with caplog.at_level(logging.INFO, logger="test.sources"):
+        log_sources_opened(logger, settings)
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, "ssrf.sources_opened")
+    assert record.allowed_source_origins == ["http://[::1]:8090"]  # type: ignore[attr-defined]
 
 
 # -- immutability ----------------------------------------------------------------------------------

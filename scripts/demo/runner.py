@@ -1,0 +1,319 @@
+"""`make run` (`scripts/run-all`): the sample server, the API, the workers, then the demo.
+
+1. Checks before starting anything: the settings load, and the API's, the workers' metrics and
+   the sample server's ports are free (a taken one: one line naming it and what to set, exit 1).
+2. Generates the sample photos once (``.stack/samples/``) and serves them on
+   ``http://127.0.0.1:$SAMPLE_SERVER_PORT`` (8090 by default) from this process.
+3. Starts ``run_api.py`` and ``run_workers.py`` with that one origin added to
+   IMAGE_ALLOWED_SOURCE_ORIGINS (nothing else is opened), and IMAGE_PUBLIC_BASE_URL following
+   API_PORT when it is left at its default.
+4. Runs the demo (`scripts/demo/flow.py`): waits for ``/readyz``, creates or finds the demo user
+   and products, waits for them, prints the summary and a curl line on stdout.
+5. Keeps running until Ctrl-C (or SIGTERM/SIGHUP), which stops everything it started; either
+   process dying ends the run too. A failure on the way is one line on stderr, not a traceback.
+
+The two processes run in their own process groups, so Ctrl-C reaches this process only, which
+then stops each of them once, with SIGTERM (SIGKILL to the group after the drain deadline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from config.settings import Settings, SettingsError, load_settings, read_dotenv
+from scripts.demo.client import DemoClient
+from scripts.demo.flow import DemoError, database_user_finder, render, run_demo
+from scripts.demo.samples import ensure_samples
+from scripts.demo.server import HOST as SAMPLE_HOST
+from scripts.demo.server import SampleServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_PORT_VARIABLE = "SAMPLE_SERVER_PORT"
+DEFAULT_SAMPLE_PORT = 8090
+STOP_GRACE_S = 15.0  # on top of the workers' drain timeout
+
+
+class RunError(Exception):
+    """Ends `make run` with this one line."""
+
+
+def say(message: str) -> None:
+    print(f"run: {message}", file=sys.stderr, flush=True)
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+
+def sample_port(environ: dict[str, str]) -> int:
+    raw = environ.get(SAMPLE_PORT_VARIABLE, str(DEFAULT_SAMPLE_PORT)).strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise RunError(f"{SAMPLE_PORT_VARIABLE}={raw!r} must be a port number from 1 to 65535")
+    return int(raw)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``port`` on ``host`` cannot be listened on, or None if it can (bound and closed)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"{host} is not an address to listen on ({exc.strerror})"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # As the servers themselves do: connections in TIME_WAIT do not make a port taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "in use"
+            return exc.strerror or str(exc)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    what: str
+    variable: str
+    host: str
+    port: int
+
+
+def check_ports(listeners: list[Listener]) -> None:
+    seen: dict[int, Listener] = {}
+    for listener in listeners:
+        if listener.port == 0:
+            continue  # picks a free port itself
+        if (other := seen.get(listener.port)) is not None:
+            raise RunError(
+                f"{listener.variable} and {other.variable} are both {listener.port}: "
+                f"set one of them to another port"
+            )
+        seen[listener.port] = listener
+        problem = port_problem(listener.host, listener.port)
+        if problem == "in use":
+            raise RunError(
+                f"port {listener.port} on {listener.host} ({listener.what}) is already in use: "
+                f"stop what listens there, or set another, e.g. "
+                f"`{listener.variable}={listener.port + 1} make run`"
+            )
+        if problem is not None:
+            raise RunError(
+                f"cannot listen on {listener.host} port {listener.port} ({listener.what}, "
+                f"{listener.variable}): {problem}"
+            )
+
+
+def api_url(settings: Settings) -> str:
+    """Where a client on this machine reaches the API (a wildcard listen address via loopback)."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}"
+
+
+def child_environment(
+    settings: Settings, environ: dict[str, str], dotenv: dict[str, str], origin: str
+) -> dict[str, str]:
+    env = dict(environ)
+    if "LOG_FORMAT" not in environ and "LOG_FORMAT" not in dotenv:
+        env["LOG_FORMAT"] = "console"
+    origins = [o for o in (settings.image_allowed_source_origins, origin) if o]
+    env["IMAGE_ALLOWED_SOURCE_ORIGINS"] = ",".join(origins)
+    default_base = Settings().image_public_base_url
+    if settings.storage_is_local and settings.image_public_base_url == default_base:
+        env["IMAGE_PUBLIC_BASE_URL"] = f"{api_url(settings)}/images"
+    return env
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: asyncio.subprocess.Process
+
+    async def stop(self, timeout_s: float, hurry: asyncio.Event) -> None:
+        """SIGTERM, then SIGKILL to its group after ``timeout_s`` or as soon as ``hurry`` is set
+        (a second Ctrl-C)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            exited = asyncio.create_task(self.process.wait())
+            hurried = asyncio.create_task(hurry.wait())
+            done, _ = await asyncio.wait(
+                {exited, hurried}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            hurried.cancel()
+            if exited not in done:
+                why = "at once" if hurried in done else f"after {timeout_s:g} s"
+                say(f"{self.name} did not stop on SIGTERM: SIGKILL {why}")
+        # The group too: whatever the process started (API server processes, a compression
+        # pool) must not outlive the run.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+
+
+async def start_child(name: str, script: str, env: dict[str, str]) -> Child:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / script), cwd=ROOT, env=env, process_group=0
+    )
+    return Child(name, process)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    state_file: Path
+    samples_dir: Path
+    ready_timeout_s: float
+    wait_timeout_s: float
+
+
+async def _demo(settings: Settings, server: SampleServer, options: Options) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = DemoClient(session, api_url(settings))
+        summary = await run_demo(
+            client,
+            server.url,
+            options.state_file,
+            find_user=database_user_finder(settings.postgres_url),
+            ready_timeout_s=options.ready_timeout_s,
+            wait_timeout_s=options.wait_timeout_s,
+        )
+    print(render(summary, options.state_file), flush=True)
+    say("running; Ctrl-C stops the API, the workers and the sample server")
+
+
+async def run(settings: Settings, port: int, env: dict[str, str], options: Options) -> int:
+    loop = asyncio.get_running_loop()
+    stopping, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stopping.is_set() else stopping).set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal)
+
+    try:
+        samples = await asyncio.to_thread(ensure_samples, options.samples_dir)
+    except OSError as exc:
+        raise RunError(f"cannot write the sample photos to {options.samples_dir}: {exc}") from None
+    state = "generated into" if samples.generated else "cached in"
+    say(f"sample photos {state} {options.samples_dir}")
+    server = SampleServer(samples, port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise RunError(
+            f"cannot serve the sample photos on {SAMPLE_HOST} port {port} ({exc.strerror}): "
+            f"set another, e.g. `{SAMPLE_PORT_VARIABLE}={port + 1} make run`"
+        ) from None
+    env = child_environment(settings, env, read_dotenv(ROOT / ".env"), server.origin)
+    say(f"sample photos on {server.origin}/ (the one source origin opened to the workers)")
+    children: list[Child] = []
+    status = 0
+    try:
+        children.append(await start_child("the API", "run_api.py", env))
+        children.append(await start_child("the workers", "run_workers.py", env))
+        say(f"API on {api_url(settings)}; Ctrl-C stops everything")
+        demo = asyncio.create_task(_demo(settings, server, options))
+        exits: dict[asyncio.Task[object], Child] = {
+            asyncio.create_task(c.process.wait()): c for c in children
+        }
+        stop = asyncio.create_task(stopping.wait())
+        pending: set[asyncio.Task[object]] = {demo, stop, *exits}
+        while True:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                break
+            ended = [exits[t] for t in done if t in exits]
+            if ended:
+                child = ended[0]
+                say(f"{child.name} exited with status {child.process.returncode}: stopping")
+                status = 1
+                break
+            failure = demo.exception() if demo in done else None
+            if failure is not None:
+                # DemoError says it in one line; anything else is named by its type.
+                text = (
+                    str(failure)
+                    if isinstance(failure, DemoError)
+                    else f"{type(failure).__name__}: {failure}"
+                )
+                say(f"demo: {text}; stopping")
+                status = 1
+                break
+        for task in pending:
+            task.cancel()
+    finally:
+        say("stopping... (Ctrl-C again to kill at once)")
+        stopping.set()  # from here on, a signal means hurry
+        timeout = settings.worker_shutdown_timeout_seconds + STOP_GRACE_S
+        await asyncio.gather(*(c.stop(timeout, hurry) for c in reversed(children)))
+        await server.stop()
+        say("stopped")
+    return status
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="scripts/run-all", description="make run: the stack's API and workers with the demo"
+    )
+    parser.add_argument("--state-file", type=Path, default=ROOT / ".stack" / "demo.json")
+    parser.add_argument("--samples-dir", type=Path, default=ROOT / ".stack" / "samples")
+    parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds for /readyz")
+    parser.add_argument(
+        "--wait-timeout", type=float, default=180.0, help="seconds for the demo products"
+    )
+    args = parser.parse_args(argv)
+    return Options(args.state_file, args.samples_dir, args.ready_timeout, args.wait_timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    environ = dict(os.environ)
+    try:
+        try:
+            settings = load_settings(environ, ROOT / ".env")
+        except SettingsError as exc:
+            raise RunError(f"configuration error: {exc}") from None
+        port = sample_port(environ)
+        check_ports(
+            [
+                Listener("the API", "API_PORT", settings.api_host, settings.api_port),
+                Listener(
+                    "the workers' /metrics",
+                    "WORKER_METRICS_PORT",
+                    settings.worker_metrics_host,
+                    settings.worker_metrics_port,
+                ),
+                Listener("the sample image server", SAMPLE_PORT_VARIABLE, SAMPLE_HOST, port),
+            ]
+        )
+        return asyncio.run(run(settings, port, environ, options))
+    except RunError as exc:
+        say(str(exc))
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the processes started: nothing to stop
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

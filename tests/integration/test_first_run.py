@@ -1,0 +1,360 @@
+"""The first run of `make run`: the demo path against the real stack and the real worker.
+
+The demo code itself (scripts/demo: samples, sample server, client, flow) drives the real API
+app (the `api` fixture) and a real worker process (`WorkerProcess`), on ephemeral loopback ports.
+The worker gets no broad switch: only the sample server's origin is opened to it. The printed
+curl line is run with the real `curl` binary when it is installed (on loopback), else as the GET
+it spells. Then `scripts/run-all` itself: a taken port stops it with one line, and a whole run
+prints the summary and stops everything it started on SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from config import Settings
+from config.settings import env_names, settings_to_env
+from scripts.demo.client import DemoClient
+from scripts.demo.flow import (
+    DEMO_PRODUCTS,
+    DemoState,
+    database_user_finder,
+    render,
+    run_demo,
+)
+from scripts.demo.samples import BY_NAME, ensure_samples
+from scripts.demo.server import SampleServer
+from testkit.workers import ROOT, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(base_settings, tmp_path):
+    """Own topics, consumer group and storage: no job of another test reaches this worker."""
+    suffix = uuid.uuid4().hex[:8]
+    return base_settings.replace(
+        kafka_jobs_topic=f"first-run-{suffix}",
+        kafka_dlq_topic=f"first-run-{suffix}.dlq",
+        worker_group_id=f"first-run-{suffix}",
+        image_storage_url=str(tmp_path / "images"),
+        image_retry_base_seconds=0.05,
+    )
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    return ensure_samples(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+async def sample_server(samples):
+    server = SampleServer(samples, port=0)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def api_base(api) -> str:
+    return str(api.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def worker(settings, api, sample_server):
+    worker_settings = settings.replace(
+        image_allowed_source_origins=sample_server.origin,
+        image_public_base_url=f"{api_base(api)}/images",
+    )
+    assert not worker_settings.image_allow_loopback_sources
+    assert not worker_settings.image_allow_private_sources
+    process = WorkerProcess(worker_settings, "--processes", "1")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def expected_size(name: str, max_dimension: int) -> tuple[int, int]:
+    """The compressed size: the displayed (EXIF-rotated) size, fitted into max_dimension."""
+    width, height = BY_NAME[name].displayed_size
+    scale = min(1.0, max_dimension / max(width, height))
+    return round(width * scale), round(height * scale)
+
+
+async def count_rows(db) -> tuple[int, int]:
+    return (
+        await db.fetchval("SELECT count(*) FROM users"),
+        await db.fetchval("SELECT count(*) FROM products"),
+    )
+
+
+async def run_curl(line: str, http: aiohttp.ClientSession) -> tuple[int, bytes]:
+    """Runs the printed line: with curl itself if installed, else as the GET it spells."""
+    words = shlex.split(line)
+    assert words[0] == "curl"
+    url = words[-1]
+    assert url.startswith("http://127.0.0.1:"), "the curl line must stay on loopback"
+    if shutil.which("curl"):
+        process = await asyncio.create_subprocess_exec(
+            *words, "-o", "-", "-w", "\n%{http_code}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0
+        body, _, code = out.rpartition(b"\n")
+        return int(code), body
+    async with http.get(url) as response:
+        return response.status, await response.read()
+
+
+async def test_demo_products_are_processed_once_and_the_curl_line_works(
+    api, db, worker, sample_server, samples, settings, http, tmp_path
+):
+    client = DemoClient(http, api_base(api))
+    state_path = tmp_path / "demo.json"
+    find_user = database_user_finder(settings.postgres_url)
+    rows_before = await count_rows(db)
+
+    summary = await run_demo(
+        client, sample_server.url, state_path, find_user=find_user, wait_timeout_s=180
+    )
+
+    # The demo created its user and products, and every one of them is done.
+    setup = summary.setup
+    first_run_created = len(setup.created)
+    assert [p.status for p in summary.products] == ["done"] * len(DEMO_PRODUCTS), worker.log()
+    assert [p.name for p in summary.products] == [s.name for s in DEMO_PRODUCTS]
+    assert summary.not_finished == []
+
+    # Every compressed URL answers with an image of the expected dimensions and content type.
+    for (spec, product_id), product_summary in zip(setup.products, summary.products, strict=True):
+        async with http.get(f"{api_base(api)}/products/{product_id}") as response:
+            product = await response.json()
+        assert product["processing_status"] == "done"
+        assert product["product_images"] == [sample_server.url(n) for n in spec.samples]
+        compressed = product["compressed_product_images"]
+        assert len(compressed) == len(spec.samples)
+        for name, url, image in zip(spec.samples, compressed, product_summary.images, strict=True):
+            async with http.get(url) as response:
+                assert response.status == 200, url
+                assert response.content_type == "image/jpeg"
+                data = await response.read()
+            with Image.open(io.BytesIO(data)) as im:
+                assert im.format == "JPEG"
+                assert im.size == expected_size(name, settings.image_max_dimension), name
+            # The summary's numbers are read from the same bytes: before -> after.
+            assert image.source.url == sample_server.url(name)
+            assert image.source.size == len(samples.files[name])
+            assert (image.source.width, image.source.height) == (
+                BY_NAME[name].width,
+                BY_NAME[name].height,
+            )
+            assert image.source.orientation == BY_NAME[name].orientation
+            assert image.compressed is not None
+            assert image.compressed.url == url
+            assert image.compressed.size == len(data)
+            assert (image.compressed.width, image.compressed.height) == expected_size(
+                name, settings.image_max_dimension
+            )
+    # The large photo shows the saving.
+    sofa = summary.products[2].images[0]
+    assert sofa.compressed is not None
+    assert sofa.compressed.size < sofa.source.size / 4
+
+    # The printed curl line answers 200 with the product and its compressed URLs.
+    printed = render(summary, state_path)
+    [line] = [x.strip() for x in printed.splitlines() if x.strip().startswith("curl ")]
+    assert line == summary.curl == f"curl -s {api_base(api)}/products/{setup.products[0][1]}"
+    status, body = await run_curl(line, http)
+    assert status == 200
+    answered = json.loads(body)
+    assert answered["product_id"] == setup.products[0][1]
+    assert answered["compressed_product_images"] == [
+        i.compressed.url for i in summary.products[0].images if i.compressed
+    ]
+
+    # The worker said at start-up which origin it opens, and only that one.
+    opened = [json.loads(x) for x in worker.log().splitlines() if '"ssrf.sources_opened"' in x]
+    assert len(opened) == 1
+    assert opened[0]["level"] == "WARNING"
+    assert opened[0]["allowed_source_origins"] == [sample_server.origin]
+    assert opened[0]["allow_loopback_sources"] is False
+
+    # A second run finds them and creates no new user or product.
+    rows_after_first = await count_rows(db)
+    assert rows_after_first[0] - rows_before[0] == (1 if setup.user_created else 0)
+    assert rows_after_first[1] - rows_before[1] == first_run_created
+    again = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    assert again.setup.created == ()
+    assert not again.setup.user_created
+    assert again.setup.products == setup.products
+    assert "found from an earlier run" in render(again, state_path)
+    assert await count_rows(db) == rows_after_first
+
+    # With the state file lost, the demo user is found through its email: still nothing new.
+    state_path.unlink()
+    lost = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    assert lost.setup.created == ()
+    assert lost.setup.user_id == setup.user_id
+    assert lost.setup.products == setup.products
+    assert await count_rows(db) == rows_after_first
+
+    # A wiped database (the recorded products are gone, the demo user is not there): the demo
+    # creates its user and products again. The old demo user keeps its rows under another email.
+    DemoState("1", {s.name: str(10**12 + i) for i, s in enumerate(DEMO_PRODUCTS)}).save(state_path)
+    await db.execute(
+        "UPDATE users SET email = $1 WHERE id = $2",
+        f"demo-{uuid.uuid4().hex[:8]}@catalogue.invalid",
+        int(setup.user_id),
+    )
+    wiped = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    assert wiped.setup.user_created
+    assert len(wiped.setup.created) == len(DEMO_PRODUCTS)
+    assert [p.status for p in wiped.products] == ["done"] * len(DEMO_PRODUCTS)
+    assert DemoState.load(state_path) == DemoState(
+        wiped.setup.user_id, {s.name: i for s, i in wiped.setup.products}
+    )
+
+
+# -- scripts/run-all -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_all_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in set(env_names())}
+    env.update(settings_to_env(settings))
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(
+    ("variable", "what"),
+    [
+        ("API_PORT", "the API"),
+        ("WORKER_METRICS_PORT", "the workers' /metrics"),
+        ("SAMPLE_SERVER_PORT", "the sample image server"),
+    ],
+)
+def test_a_taken_port_stops_run_all_with_one_line(settings, tmp_path, variable, what):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"API_PORT": str(free_port()), "WORKER_METRICS_PORT": "0"}
+        ports["SAMPLE_SERVER_PORT"] = str(free_port())
+        ports[variable] = str(port)
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "run-all"), "--state-file", str(tmp_path / "demo.json")],
+            cwd=tmp_path,
+            env=run_all_environment(settings, **ports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"run: port {port} on 127.0.0.1 ({what}) is already in use: stop what listens there, "
+        f"or set another, e.g. `{variable}={port + 1} make run`"
+    ]
+    assert not (tmp_path / "demo.json").exists()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def children_of(pid: int) -> list[int]:
+    result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in result.stdout.split()]
+
+
+async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
+    settings, tmp_path, http
+):
+    api_port, sample_port = free_port(), free_port()
+    env = run_all_environment(
+        settings,
+        API_PORT=str(api_port),
+        SAMPLE_SERVER_PORT=str(sample_port),
+        WORKER_METRICS_PORT="0",
+        WORKER_PROCESSES="1",
+        LOG_FORMAT="json",
+    )
+    log = (tmp_path / "run-all.log").open("wb")
+    # create_subprocess_exec only starts it; every wait below is bounded.
+    process = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / "run-all"),
+        "--state-file",
+        str(tmp_path / "demo.json"),
+        "--samples-dir",
+        str(tmp_path / "samples"),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    output: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 240
+        curl = None
+        while curl is None:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no curl line: {output} {(tmp_path / 'run-all.log').read_text()}"
+            raw = await asyncio.wait_for(process.stdout.readline(), remaining)
+            assert raw, f"run-all ended: {(tmp_path / 'run-all.log').read_text()}"
+            output.append(raw.decode())
+            if raw.strip().startswith(b"curl "):
+                curl = raw.decode().strip()
+        text = "".join(output)
+        assert text.count(" [done] ") == len(DEMO_PRODUCTS), text
+        assert f"http://127.0.0.1:{sample_port}/samples/" in text
+        assert f"http://127.0.0.1:{api_port}/images/products/" in text
+        status, body = await run_curl(curl, http)
+        assert status == 200
+        assert json.loads(body)["compressed_product_images"]
+
+        started = children_of(process.pid)
+        assert len(started) == 2  # the API and the workers; the sample server is in-process
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 120) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+    assert not [pid for pid in started if alive(pid)]
+    # Every port it listened on is free again.
+    for port in (api_port, sample_port):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+    stderr = (tmp_path / "run-all.log").read_text()
+    assert "run: stopped" in stderr
+    assert "Traceback" not in stderr
