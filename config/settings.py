@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from config.rates import Rate, parse_rate
+
 MIB = 1024 * 1024
 
 
@@ -215,8 +217,40 @@ def _source_origins(raw: str) -> str:
     return ",".join(str(origin) for origin in parse_source_origins(raw))
 
 
-def _env_field(name: str, default: Any, parse: Callable[[str], Any], help: str) -> Any:
-    return field(default=default, metadata={"env": name, "parse": parse, "help": help})
+def _env_field(
+    name: str, default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False
+) -> Any:
+    # A secret's value is never echoed, not even in the error naming its variable.
+    return field(
+        default=default, metadata={"env": name, "parse": parse, "help": help, "secret": secret}
+    )
+
+
+def _rate(raw: str) -> Rate:
+    return parse_rate(raw)
+
+
+# An admin key must be as hard to guess as the user keys (256 random bits): at least 32
+# characters, not repetitive, and not shaped like a user key (catk_…), which it would shadow.
+_MIN_ADMIN_KEY_LENGTH = 32
+_MIN_ADMIN_KEY_DISTINCT = 16
+
+
+def _admin_keys(raw: str) -> str:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    for number, key in enumerate(keys, start=1):
+        if len(key) < _MIN_ADMIN_KEY_LENGTH:
+            raise ValueError(
+                f"key {number} is shorter than {_MIN_ADMIN_KEY_LENGTH} characters; make one "
+                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise ValueError(f"key {number} must be printable ASCII without spaces")
+        if len(set(key)) < _MIN_ADMIN_KEY_DISTINCT:
+            raise ValueError(f"key {number} is too repetitive to be random")
+        if key.startswith("catk_"):
+            raise ValueError(f"key {number} must not start with catk_ (the user keys' prefix)")
+    return ",".join(keys)
 
 
 # -- the settings ----------------------------------------------------------------------------------
@@ -301,6 +335,57 @@ class Settings:
     api_port: int = _env_field("API_PORT", 8080, _int_between(1, 65535), "Port of the API.")
     api_workers: int = _env_field(
         "API_WORKERS", 1, _int_between(1, 256), "API processes sharing the port (SO_REUSEPORT)."
+    )
+    # -- access ----------------------------------------------------------------------------------
+    auth_mode: str = _env_field(
+        "AUTH_MODE",
+        "api_key",
+        _choice("api_key", "off"),
+        "api_key: every request but health, metrics, docs and images needs a key; off: no "
+        "checks and no limits, only behind a gateway that authenticates (logged as a warning).",
+    )
+    user_signup: str = _env_field(
+        "USER_SIGNUP",
+        "open",
+        _choice("open", "admin"),
+        "open: anyone may POST /users and get a key; admin: only with an admin key.",
+    )
+    admin_api_keys: str = _env_field(
+        "ADMIN_API_KEYS",
+        "",
+        _admin_keys,
+        "Admin keys, comma-separated (each at least 32 random characters): act on every user "
+        "and product, exempt from limits.",
+        secret=True,
+    )
+    product_reads: str = _env_field(
+        "PRODUCT_READS",
+        "private",
+        _choice("private", "public"),
+        "private: a key reads its user's products only; public: anyone reads products and "
+        "lists without a key (a storefront), writes still need one (logged as a warning).",
+    )
+    rate_limit_reads: Rate = _env_field(
+        "RATE_LIMIT_READS",
+        Rate(200, 1.0),
+        _rate,
+        "Reads per key (or per address without one), N/s, N/min or N/h, shared by all API "
+        "processes; a period's worth may come at once.",
+    )
+    rate_limit_writes: Rate = _env_field(
+        "RATE_LIMIT_WRITES", Rate(20, 1.0), _rate, "Writes per key (or per address), as above."
+    )
+    image_quota_per_hour: int = _env_field(
+        "IMAGE_QUOTA_PER_HOUR",
+        1000,
+        _int_between(1, 100_000_000),
+        "Images per key and hour accepted in product creates and changes.",
+    )
+    idempotency_ttl_hours: int = _env_field(
+        "IDEMPOTENCY_TTL_HOURS",
+        24,
+        _int_between(1, 24 * 30),
+        "How long a create's Idempotency-Key is remembered.",
     )
     db_pool_max_size: int = _env_field(
         "DB_POOL_MAX_SIZE",
@@ -437,6 +522,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def admin_keys(self) -> tuple[str, ...]:
+        return tuple(self.admin_api_keys.split(",")) if self.admin_api_keys else ()
+
+    @property
     def allowed_source_origins(self) -> tuple[SourceOrigin, ...]:
         return parse_source_origins(self.image_allowed_source_origins)
 
@@ -515,7 +604,8 @@ def load_settings(
         try:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
-            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+            shown = name if f.metadata["secret"] else f"{name}={raw!r}"
+            raise SettingsError(f"{shown}: {exc}") from None
     return Settings(**values)
 
 

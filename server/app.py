@@ -10,22 +10,31 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from catalogue import cache as product_cache
 from config import Settings
-from db.pool import create_pool
+from config.settings import log_sources_opened
+from db import api_keys
+from db.pool import bounded_acquire, create_pool
+from server.access import Access, Gate, Handler, access, log_open_access
+from server.accounts import Accounts
+from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
 from server.handlers import health, images, products, users
 from server.invalidation import listen_for_invalidations
 from server.keys import (
+    ACCOUNTS,
     CACHE,
     DB,
+    GATE,
     LOCAL_CACHE,
     METRICS,
     PRODUCT_READS,
     PRODUCT_WRITES,
     RELAY,
+    ROUTE_ACCESS,
     SETTINGS,
 )
 from server.local_cache import LocalCache
@@ -34,6 +43,7 @@ from server.middleware import observe
 from server.openapi import openapi_json
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
+from server.rate_limits import RateLimiter
 from server.relay import BATCH_TIMEOUT_S, OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -75,6 +85,24 @@ async def product_services(app: web.Application) -> AsyncIterator[None]:
     settings, cache = app[SETTINGS], app[CACHE]
     app[PRODUCT_READS] = ProductReads(app[DB], settings, cache, app[LOCAL_CACHE])
     app[PRODUCT_WRITES] = ProductWrites(app[DB], settings, cache)
+    yield
+
+
+async def access_control(app: web.Application) -> AsyncIterator[None]:
+    """Accounts, and with AUTH_MODE=api_key the key verifier and rate limiter the access
+    middleware uses (over the product cache's Redis client: one pool for both)."""
+    settings, pool = app[SETTINGS], app[DB]
+    authenticator = None
+    if settings.auth_mode == "api_key":
+
+        async def load_key(key_id: str) -> asyncpg.Record | None:
+            async with bounded_acquire(pool, settings) as conn:
+                return await api_keys.key_for_verification(conn, key_id)
+
+        authenticator = Authenticator(load_key, settings.admin_keys)
+        limiter = RateLimiter(app[CACHE].client, share=settings.api_workers)
+        app[GATE] = Gate(settings, authenticator, limiter, app[ROUTE_ACCESS])
+    app[ACCOUNTS] = Accounts(pool, settings, authenticator)
     yield
 
 
@@ -129,16 +157,39 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
+    keys_on = settings.auth_mode == "api_key"
+    middlewares = [observe, access] if keys_on else [observe]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
+    log_sources_opened(log, settings)
+    log_open_access(log, settings)
     app.cleanup_ctx.extend(
-        [database, redis_cache, local_cache, product_services, outbox_relay, frozen_startup_heap]
+        [
+            database,
+            redis_cache,
+            local_cache,
+            product_services,
+            access_control,
+            outbox_relay,
+            frozen_startup_heap,
+        ]
     )
-    app.router.add_post("/users", users.create_user)
-    app.router.add_post("/products", products.create_product)
-    app.router.add_get("/products", products.list_products, allow_head=False)
-    app.router.add_get("/products/{product_id}", products.get_product, allow_head=False)
+    # What each route needs from its caller (server/access.py); unlisted routes are open.
+    route_access = app[ROUTE_ACCESS] = {}
+
+    def route(method: str, path: str, handler: Handler, needs: Access) -> None:
+        app.router.add_route(method, path, handler)
+        route_access[handler] = needs
+
+    route("POST", "/users", users.create_user, Access.SIGNUP)
+    if keys_on:
+        route("POST", "/users/{user_id}/api-keys", users.create_key, Access.KEY)
+        route("GET", "/users/{user_id}/api-keys", users.list_keys, Access.KEY)
+        route("DELETE", "/users/{user_id}/api-keys/{key_id}", users.delete_key, Access.KEY)
+    route("POST", "/products", products.create_product, Access.KEY)
+    route("GET", "/products", products.list_products, Access.READ)
+    route("GET", "/products/{product_id}", products.get_product, Access.READ)
     app.router.add_get("/images/{key:.+}", images.get_image)
     app.router.add_get("/healthz", health.healthz, allow_head=False)
     app.router.add_get("/readyz", health.readyz, allow_head=False)

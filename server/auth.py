@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from catalogue.product_json import owner_marker
 from server.api_keys import parse_token, secret_matches
 from server.singleflight import SingleFlight
 
@@ -28,11 +29,14 @@ KEY_CACHE_MAX_ITEMS = 100_000
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated (or anonymous) sender of a request."""
+    """The authenticated (or anonymous) sender of a request; one object per key, reused by
+    every request that sends it."""
 
     user_id: int | None  # None for admins and anonymous callers
     key_id: str | None
     is_admin: bool = False
+    # What this user's rendered products hold (catalogue.product_json.owner_marker).
+    owns: bytes = b""
 
     @property
     def authenticated(self) -> bool:
@@ -55,7 +59,7 @@ class _Known:
     """What a key id named when last loaded; an id with no row is remembered too (with no
     hash), so random tokens cannot make every request a database query."""
 
-    user_id: int
+    caller: Caller
     secret_hash: bytes
     loaded_at: float
 
@@ -90,17 +94,18 @@ class Authenticator:
             known = await self._reload(key_id, known)
         if not known.secret_hash or not secret_matches(secret, known.secret_hash):
             raise InvalidToken("unknown")
-        return Caller(known.user_id, key_id)
+        return known.caller
 
     async def _reload(self, key_id: str, stale: _Known | None) -> _Known:
         async def load() -> _Known:
             row = await self._load_key(key_id)
             now = time.monotonic()
-            known = (
-                _Known(0, b"", now)
-                if row is None
-                else _Known(row["user_id"], bytes(row["secret_hash"]), now)
-            )
+            if row is None:
+                known = _Known(ANONYMOUS, b"", now)
+            else:
+                user_id = row["user_id"]
+                caller = Caller(user_id, key_id, owns=owner_marker(user_id))
+                known = _Known(caller, bytes(row["secret_hash"]), now)
             self._remember(key_id, known)
             return known
 

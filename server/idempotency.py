@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from db import idempotency as records
@@ -29,6 +30,16 @@ from server.errors import ApiError, bad_request
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 _NONCE_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotent:
+    """A create sent with an Idempotency-Key: who sent it, the key, and the request's identity."""
+
+    owner: str  # 'user:ID', 'admin' or 'addr:IP'
+    key: str
+    request: bytes  # fingerprint() of the body
+    ttl_hours: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +91,14 @@ def unseal(sealed: bytes, *, owner: str, operation: str, key: str) -> Answer:
 
 
 async def once(
-    conn: asyncpg.Connection,
-    *,
-    owner: str,
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    idempotent: Idempotent,
     operation: str,
-    key: str,
-    request: bytes,
-    ttl_hours: int,
     create: Callable[[], Awaitable[Answer]],
 ) -> Answer:
     """Runs `create` unless this caller's key has an answer already; call inside the
     transaction that `create` writes in, so the record commits (or not) with what it made."""
+    owner, key = idempotent.owner, idempotent.key
     key_hash = _key_hash(operation, key)
     if not await records.try_lock(conn, owner, key_hash):
         raise ApiError(
@@ -98,16 +106,14 @@ async def once(
             f"a request with this {HEADER} is still in progress; retry later",
             {"header": HEADER},
         )
-    found = await records.find(conn, owner, key_hash, ttl_hours)
+    found = await records.find(conn, owner, key_hash, idempotent.ttl_hours)
     if found is not None:
-        if found["request_hash"] != request:
+        if found["request_hash"] != idempotent.request:
             raise ApiError(
-                422,
-                f"this {HEADER} was used with a different request body",
-                {"header": HEADER},
+                422, f"this {HEADER} was used with a different request body", {"header": HEADER}
             )
         return unseal(found["sealed_answer"], owner=owner, operation=operation, key=key)
     answer = await create()
     sealed = seal(answer, owner=owner, operation=operation, key=key)
-    await records.record(conn, owner, key_hash, request, answer.status, sealed)
+    await records.record(conn, owner, key_hash, idempotent.request, answer.status, sealed)
     return answer

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from catalogue.cache import ProductCache
 from config import Settings
+from server.auth import Caller
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.product_reads import ProductReads
@@ -16,6 +17,8 @@ from server.product_writes import ProductWrites
 
 if TYPE_CHECKING:
     # For the type only: importing the relay loads aiokafka, which no request handler needs.
+    from server.access import Access, Gate, Handler
+    from server.accounts import Accounts
     from server.relay import OutboxRelay
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,4 +29,8 @@ RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCT_READS = web.AppKey("product_reads", ProductReads)
 PRODUCT_WRITES = web.AppKey("product_writes", ProductWrites)
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
+ROUTE_ACCESS: web.AppKey[dict[Handler, Access]] = web.AppKey("route_access")
 REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", Caller)

@@ -9,12 +9,16 @@ import asyncpg
 
 from catalogue.cache import ProductCache
 from catalogue.jobs import ImageJob, encode_job, job_key
-from catalogue.product_json import render_product
+from catalogue.product_json import Row, render_product
 from config import Settings
 from db import products
 from db.outbox import OutboxMessage
-from db.pool import bounded_acquire
+from db.pool import Connection, bounded_acquire
+from server.errors import ApiError
+from server.idempotency import Answer, Idempotent, once
 from server.validation import NewProduct
+
+_CREATED = {"status": "success", "message": "Product created successfully"}
 
 
 class ProductWrites:
@@ -23,24 +27,47 @@ class ProductWrites:
         self.settings = settings
         self.cache = cache
 
-    async def create(self, new: NewProduct) -> int:
-        """The new product's id; db.products.UnknownUser when its user does not exist."""
+    async def create(self, new: NewProduct, user_id: int, idempotent: Idempotent | None) -> Answer:
+        """The answer to a create: 201 with the new product's id (or, for a retry with the same
+        Idempotency-Key, the first answer again); 422 when its user does not exist."""
         async with bounded_acquire(self.pool, self.settings) as conn:
-            product_id = await products.reserve_product_id(conn)
+            if idempotent is None:
+                answer, row = await self._insert(conn, new, user_id)
+            else:
+                created: list[Row] = []
+
+                async def create() -> Answer:
+                    answer, row = await self._insert(conn, new, user_id)
+                    created.append(row)
+                    return answer
+
+                async with conn.transaction():
+                    answer = await once(conn, idempotent, "POST /products", create)
+                if not created:
+                    return answer  # a replay: its product exists, cached or not
+                row = created[0]
+        # Replaces a cached 404 for its id, but never the worker's result, which may be there
+        # first.
+        await self.cache.put_new(row["id"], render_product(row))
+        return answer
+
+    async def _insert(self, conn: Connection, new: NewProduct, user_id: int) -> tuple[Answer, Row]:
+        product_id = await products.reserve_product_id(conn)
+        try:
             row = await products.create_product(
                 conn,
                 product_id=product_id,
-                user_id=new.user_id,
+                user_id=user_id,
                 name=new.name,
                 description=new.description,
                 images=new.images,
                 price=new.price,
                 job=image_job(product_id, new.images, self.settings.kafka_jobs_topic),
             )
-        # Replaces a cached 404 for its id, but never the worker's result, which may be there
-        # first.
-        await self.cache.put_new(product_id, render_product(row))
-        return product_id
+        except products.UnknownUser:
+            raise ApiError(422, f"user {user_id} does not exist", {"field": "user_id"}) from None
+        body = {**_CREATED, "product_id": str(product_id)}
+        return Answer(201, body, {"Location": f"/products/{product_id}"}), row
 
 
 def image_job(product_id: int, images: Sequence[str], topic: str) -> OutboxMessage | None:

@@ -36,7 +36,7 @@ class NewUser:
 
 @dataclass(frozen=True, slots=True)
 class NewProduct:
-    user_id: int
+    user_id: int | None  # None: the caller's own (the access middleware knows who that is)
     name: str
     description: str
     images: list[str]
@@ -158,10 +158,13 @@ def parse_new_user(body: Any) -> NewUser:
     return NewUser(username, email)
 
 
-def parse_new_product(body: Any, max_images: int) -> NewProduct:
+def parse_new_product(body: Any, max_images: int, *, user_id_required: bool = True) -> NewProduct:
     body = _object(body)
+    user_id = body.get("user_id")
+    if user_id is None and user_id_required:
+        user_id = _required(body, "user_id")
     return NewProduct(
-        user_id=parse_id(_required(body, "user_id"), "user_id"),
+        user_id=None if user_id is None else parse_id(user_id, "user_id"),
         name=_text(body, "product_name", MAX_NAME_LENGTH),
         description=_text(body, "product_description", MAX_DESCRIPTION_LENGTH, required=False),
         images=parse_image_urls(body.get("product_images"), max_images),

@@ -17,5 +17,7 @@ UNREACHABLE = {
 
 @pytest.fixture
 def offline_settings(tmp_path) -> Settings:
-    """Settings whose services are unreachable: for tests that must not need them."""
-    return load_settings({**UNREACHABLE, "IMAGE_STORAGE_URL": str(tmp_path / "images")}, None)
+    """Settings whose services are unreachable: for tests that must not need them. The open
+    contract (AUTH_MODE=off): these tests are about input, not access."""
+    env = {**UNREACHABLE, "IMAGE_STORAGE_URL": str(tmp_path / "images"), "AUTH_MODE": "off"}
+    return load_settings(env, None)

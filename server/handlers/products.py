@@ -5,12 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from catalogue.cache import NOT_FOUND
-from catalogue.product_json import render_products
+from catalogue.product_json import is_owned_by, render_products
 from db import products
+from server.access import spend_image_quota
 from server.body import read_json
+from server.callers import acting_for, caller_of, idempotent, public_reads
 from server.database import connection
-from server.errors import ApiError, bad_request, error_response
-from server.keys import PRODUCT_READS, PRODUCT_WRITES, SETTINGS
+from server.errors import error_response
+from server.handlers.users import answer
+from server.keys import CALLER, PRODUCT_READS, PRODUCT_WRITES, SETTINGS
 from server.product_reads import HIT
 from server.validation import (
     decode_cursor,
@@ -23,24 +26,31 @@ from server.validation import (
 )
 
 JSON = "application/json"
-_CREATED = {"status": "success", "message": "Product created successfully"}
 
 
 async def create_product(request: web.Request) -> web.Response:
-    new = parse_new_product(await read_json(request), request.app[SETTINGS].max_images_per_product)
-    try:
-        product_id = str(await request.app[PRODUCT_WRITES].create(new))
-    except products.UnknownUser:
-        raise ApiError(422, f"user {new.user_id} does not exist", {"field": "user_id"}) from None
-    return web.json_response(
-        {**_CREATED, "product_id": product_id},
-        status=201,
-        headers={"Location": f"/products/{product_id}"},
+    body = await read_json(request)
+    new = parse_new_product(
+        body,
+        request.app[SETTINGS].max_images_per_product,
+        user_id_required=caller_of(request) is None,
     )
+    user_id = acting_for(request, new.user_id)
+    context = idempotent(request, body)
+    await spend_image_quota(request, len(new.images))
+    return answer(await request.app[PRODUCT_WRITES].create(new, user_id, context))
 
 
-def _product(body: bytes, product_id: int, x_cache: str) -> web.Response:
-    if body == NOT_FOUND:
+def _product(request: web.Request, body: bytes, product_id: int, x_cache: str) -> web.Response:
+    caller = request.get(CALLER)
+    # Another user's product answers exactly like one that does not exist (unless reads are
+    # public, or an admin asks), so ids cannot be probed.
+    if body == NOT_FOUND or (
+        caller is not None
+        and caller.owns
+        and not is_owned_by(body, caller.owns)
+        and not public_reads(request)
+    ):
         return error_response(404, f"product {product_id} not found", None, {"X-Cache": x_cache})
     # The stored bytes are the response: no re-serialisation.
     return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": x_cache})
@@ -51,21 +61,21 @@ async def get_product(request: web.Request) -> web.Response:
     reads = request.app[PRODUCT_READS]
     body = reads.from_memory(product_id)
     if body is not None:
-        return _product(body, product_id, HIT)
+        return _product(request, body, product_id, HIT)
     body, x_cache = await reads.read(product_id)
-    return _product(body, product_id, x_cache)
+    return _product(request, body, product_id, x_cache)
 
 
 async def list_products(request: web.Request) -> web.Response:
     query = request.rel_url.query
-    if "user_id" not in query:
-        raise bad_request("user_id is required", "user_id")
+    named = parse_id(query["user_id"], "user_id") if "user_id" in query else None
+    user_id = acting_for(request, named, reading=True)
     low = high = None
     if query.get("price_range"):
         low, high = parse_price_range(query["price_range"])
     limit = parse_limit(query.get("limit"))
     filters = products.ListFilter(
-        user_id=parse_id(query["user_id"], "user_id"),
+        user_id=user_id,
         min_price=low,
         max_price=high,
         name_contains=parse_name_filter(query.get("product_name")),

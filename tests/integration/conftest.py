@@ -88,6 +88,9 @@ def base_settings(stack_env, tmp_path_factory) -> Settings:
         "KAFKA_TOPIC_PARTITIONS": "3",
         "IMAGE_STORAGE_URL": str(tmp_path_factory.mktemp("images")),
         "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
+        # The open contract: most tests here are about products, cache and jobs, not access.
+        # The access tests (test_api_access*.py) build their apps with AUTH_MODE=api_key.
+        "AUTH_MODE": "off",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
     }
     settings = load_settings(env, None)
