@@ -16,61 +16,45 @@ import uvloop
 from compressor.supervisor import Supervisor, WorkerOptions
 from config import Settings, load_settings_or_exit
 from config.logging import setup_logging
+from config.settings import settings_fields
+
+# Each option and the setting it defaults to (so its environment variable); help without the
+# variable's name, which is added from the setting.
+_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--processes", "worker_processes", int, "compression processes in the pool (0 there: CPUs)"),
+    ("--download-concurrency", "worker_download_concurrency", int, "downloads running at once"),
+    ("--upload-concurrency", "worker_upload_concurrency", int, "uploads running at once"),
+    (
+        "--max-inflight-jobs",
+        "worker_max_inflight_jobs",
+        int,
+        "jobs taken from Kafka but not finished; at this number the consumer pauses its "
+        "partitions instead of buffering more",
+    ),
+    ("--group-id", "worker_group_id", str, "Kafka consumer group shared by all supervisors"),
+    ("--metrics-host", "worker_metrics_host", str, "address of the /metrics and /healthz server"),
+    ("--metrics-port", "worker_metrics_port", int, "port of /metrics and /healthz; 0 picks one"),
+    (
+        "--shutdown-timeout",
+        "worker_shutdown_timeout_seconds",
+        float,
+        "seconds to let in-flight jobs finish after SIGTERM/SIGINT",
+    ),
+)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    add = parser.add_argument
-    add(
-        "--processes",
-        type=int,
-        default=settings.worker_processes or os.cpu_count() or 1,
-        help="compression processes in the pool (WORKER_PROCESSES; 0 there means CPU count)",
-    )
-    add(
-        "--download-concurrency",
-        type=int,
-        default=settings.worker_download_concurrency,
-        help="downloads running at once (WORKER_DOWNLOAD_CONCURRENCY)",
-    )
-    add(
-        "--upload-concurrency",
-        type=int,
-        default=settings.worker_upload_concurrency,
-        help="uploads running at once (WORKER_UPLOAD_CONCURRENCY)",
-    )
-    add(
-        "--max-inflight-jobs",
-        type=int,
-        default=settings.worker_max_inflight_jobs,
-        help="jobs taken from Kafka but not finished; at this number the consumer pauses its "
-        "partitions instead of buffering more (WORKER_MAX_INFLIGHT_JOBS)",
-    )
-    add(
-        "--group-id",
-        default=settings.worker_group_id,
-        help="Kafka consumer group shared by all supervisors (WORKER_GROUP_ID)",
-    )
-    add(
-        "--metrics-host",
-        default=settings.worker_metrics_host,
-        help="address of the /metrics and /healthz server (WORKER_METRICS_HOST)",
-    )
-    add(
-        "--metrics-port",
-        type=int,
-        default=settings.worker_metrics_port,
-        help="port of /metrics and /healthz; 0 picks a free one (WORKER_METRICS_PORT)",
-    )
-    add(
-        "--shutdown-timeout",
-        type=float,
-        default=settings.worker_shutdown_timeout_seconds,
-        help="seconds to let in-flight jobs finish after SIGTERM/SIGINT "
-        "(WORKER_SHUTDOWN_TIMEOUT_SECONDS)",
-    )
+    env_of = {f.name: f.metadata["env"] for f in settings_fields()}
+    for flag, setting, kind, help_text in _OPTIONS:
+        default = getattr(settings, setting)
+        if flag == "--processes":
+            default = default or os.cpu_count() or 1
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{help_text} ({env_of[setting]})"
+        )
     return parser
 
 
