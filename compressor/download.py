@@ -36,7 +36,7 @@ from compressor.ssrf import (
     check_url_scheme_and_host,
 )
 from config import Settings
-from config.settings import log_sources_opened
+from config.origins import log_sources_opened
 
 log = logging.getLogger("compressor")
 

@@ -7,10 +7,7 @@ loader, the README table, `.env.example` and the docker-compose check all read o
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,203 +15,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.rates import Rate, parse_rate
+from config import parsers as parse
+from config.origins import SourceOrigin, parse_source_origins, source_origins_setting
+from config.rates import Rate
 
 MIB = 1024 * 1024
 
 
 class SettingsError(ValueError):
     """A variable has a bad value; the message names it and says what is wrong."""
-
-
-# -- parsers: raw string -> value, raising ValueError with a short reason -------------------------
-
-
-def _str(raw: str) -> str:
-    return raw
-
-
-def _nonempty(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return raw.strip()
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("must be true or false")
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError("must be an integer") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError("must be a number") from None
-        if not low <= value <= high:  # also rejects NaN
-            raise ValueError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return parse
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def _url(*schemes: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in schemes:
-            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
-        if not parts.hostname:
-            raise ValueError("must name a host")
-        return value
-
-    return parse
-
-
-def _optional_url(raw: str) -> str:
-    return _url("http", "https")(raw) if raw.strip() else ""
-
-
-_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
-
-
-def _bootstrap_servers(raw: str) -> str:
-    servers = [s.strip() for s in raw.split(",") if s.strip()]
-    if not servers or not all(_HOST_PORT.match(s) for s in servers):
-        raise ValueError("must be a comma-separated list of host:port")
-    return ",".join(servers)
-
-
-def _topic(raw: str) -> str:
-    value = raw.strip()
-    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
-        raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
-    return value
-
-
-def _storage_url(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    parts = urlsplit(value)
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise ValueError("s3:// URL must name a bucket (s3://bucket/prefix)")
-        return value
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError("file:// URL must hold an absolute path (file:///abs/path)")
-        if not parts.path.startswith("/"):
-            raise ValueError("file:// URL must hold an absolute path")
-        return value
-    if parts.scheme and len(parts.scheme) > 1:  # one letter would be a Windows drive
-        raise ValueError("must be file:///abs/path, a relative path or s3://bucket/prefix")
-    return value
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True, slots=True)
-class SourceOrigin:
-    """An image source origin the SSRF guard may open: scheme, IP address and port, exactly.
-
-    ``host`` is the address in canonical text (``127.0.0.1``, ``::1``), without brackets.
-    """
-
-    scheme: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_source_origin(text: str) -> SourceOrigin:
-    """``scheme://ip:port`` (http or https; port explicit or the scheme's default), normalised.
-
-    Only IP literals: the guard compares the address actually connected with the origin's, and
-    a name's addresses are only known once resolved (and may change after start-up), so a name
-    would either need DNS at start-up or open whatever the name points at later.
-    """
-    raw = text.strip()
-    try:
-        parts = urlsplit(raw)
-    except ValueError:
-        raise ValueError(f"origin {raw!r}: is not a URL") from None
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"origin {raw!r}: port must be a number between 1 and 65535") from None
-    if parts.scheme not in _DEFAULT_PORTS or not raw.lower().startswith(f"{parts.scheme}://"):
-        raise ValueError(f"origin {raw!r}: must be scheme://host:port with scheme http or https")
-    if "@" in parts.netloc:
-        raise ValueError(f"origin {raw!r}: must not hold a user name or password")
-    if parts.path not in ("", "/"):
-        raise ValueError(f"origin {raw!r}: must not have a path (an origin is scheme://host:port)")
-    if "?" in raw or "#" in raw:
-        raise ValueError(f"origin {raw!r}: must not have a query or fragment")
-    if port == 0:
-        raise ValueError(f"origin {raw!r}: port must be a number between 1 and 65535")
-    if not parts.hostname:
-        raise ValueError(f"origin {raw!r}: must name a host")
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        raise ValueError(
-            f"origin {raw!r}: host must be an IP address such as 127.0.0.1 or [::1], not a name"
-        ) from None
-    for kind, never in (
-        ("an unspecified", address.is_unspecified),
-        ("a multicast", address.is_multicast),
-        ("a link-local", address.is_link_local),
-    ):
-        if never:
-            raise ValueError(f"origin {raw!r}: {kind} address is never an image source")
-    return SourceOrigin(parts.scheme, str(address), port or _DEFAULT_PORTS[parts.scheme])
-
-
-def parse_source_origins(raw: str) -> tuple[SourceOrigin, ...]:
-    """A comma-separated list of origins, normalised, duplicates dropped; empty means none."""
-    origins: list[SourceOrigin] = []
-    for item in raw.split(","):
-        if item.strip():
-            origin = parse_source_origin(item)
-            if origin not in origins:
-                origins.append(origin)
-    return tuple(origins)
-
-
-def _source_origins(raw: str) -> str:
-    return ",".join(str(origin) for origin in parse_source_origins(raw))
 
 
 def _env_field(
@@ -226,33 +35,6 @@ def _env_field(
     )
 
 
-def _rate(raw: str) -> Rate:
-    return parse_rate(raw)
-
-
-# An admin key must be as hard to guess as the user keys (256 random bits): at least 32
-# characters, not repetitive, and not shaped like a user key (catk_…), which it would shadow.
-_MIN_ADMIN_KEY_LENGTH = 32
-_MIN_ADMIN_KEY_DISTINCT = 16
-
-
-def _admin_keys(raw: str) -> str:
-    keys = [key.strip() for key in raw.split(",") if key.strip()]
-    for number, key in enumerate(keys, start=1):
-        if len(key) < _MIN_ADMIN_KEY_LENGTH:
-            raise ValueError(
-                f"key {number} is shorter than {_MIN_ADMIN_KEY_LENGTH} characters; make one "
-                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        if not (key.isascii() and key.isprintable()) or " " in key:
-            raise ValueError(f"key {number} must be printable ASCII without spaces")
-        if len(set(key)) < _MIN_ADMIN_KEY_DISTINCT:
-            raise ValueError(f"key {number} is too repetitive to be random")
-        if key.startswith("catk_"):
-            raise ValueError(f"key {number} must not start with catk_ (the user keys' prefix)")
-    return ",".join(keys)
-
-
 # -- the settings ----------------------------------------------------------------------------------
 
 
@@ -261,99 +43,104 @@ class Settings:
     postgres_url: str = _env_field(
         "POSTGRES_URL",
         "postgresql://catalogue@127.0.0.1:5432/catalogue",
-        _url("postgresql", "postgres"),
+        parse.url("postgresql", "postgres"),
         "PostgreSQL connection URL.",
     )
     redis_url: str = _env_field(
-        "REDIS_URL", "redis://127.0.0.1:6379/0", _url("redis", "rediss", "unix"), "Redis URL."
+        "REDIS_URL", "redis://127.0.0.1:6379/0", parse.url("redis", "rediss", "unix"), "Redis URL."
     )
     kafka_bootstrap_servers: str = _env_field(
         "KAFKA_BOOTSTRAP_SERVERS",
         "127.0.0.1:9092",
-        _bootstrap_servers,
+        parse.bootstrap_servers,
         "Kafka bootstrap servers, comma-separated host:port.",
     )
     kafka_jobs_topic: str = _env_field(
-        "KAFKA_JOBS_TOPIC", "product-images", _topic, "Topic of image jobs."
+        "KAFKA_JOBS_TOPIC", "product-images", parse.topic, "Topic of image jobs."
     )
     kafka_dlq_topic: str = _env_field(
-        "KAFKA_DLQ_TOPIC", "product-images.dlq", _topic, "Dead-letter topic of failed jobs."
+        "KAFKA_DLQ_TOPIC", "product-images.dlq", parse.topic, "Dead-letter topic of failed jobs."
     )
     kafka_topic_partitions: int = _env_field(
         "KAFKA_TOPIC_PARTITIONS",
         12,
-        _int_between(1, 1000),
+        parse.int_between(1, 1000),
         "Partitions of the topics created on start-up: the most workers that can share the work.",
     )
     kafka_replication_factor: int = _env_field(
         "KAFKA_REPLICATION_FACTOR",
         1,
-        _int_between(1, 100),
+        parse.int_between(1, 100),
         "Replication factor of the topics created on start-up (3 in production clusters).",
     )
     image_storage_url: str = _env_field(
         "IMAGE_STORAGE_URL",
         "./data/images",
-        _storage_url,
+        parse.storage_url,
         "Where compressed images go: a relative path or file:///abs/path (local), "
         "or s3://bucket/prefix.",
     )
     image_public_base_url: str = _env_field(
         "IMAGE_PUBLIC_BASE_URL",
         "http://127.0.0.1:8080/images",
-        _url("http", "https"),
+        parse.url("http", "https"),
         "Base URL under which stored images are public (the API's /images for local storage).",
     )
     s3_endpoint_url: str = _env_field(
         "S3_ENDPOINT_URL",
         "",
-        _optional_url,
+        parse.optional_url,
         "Endpoint of an S3-compatible store (MinIO, moto); empty for Amazon S3.",
     )
     cache_ttl_seconds: int = _env_field(
-        "CACHE_TTL_SECONDS", 3600, _int_between(1, 30 * 86400), "Lifetime of cached products."
+        "CACHE_TTL_SECONDS", 3600, parse.int_between(1, 30 * 86400), "Lifetime of cached products."
     )
     cache_negative_ttl_seconds: int = _env_field(
         "CACHE_NEGATIVE_TTL_SECONDS",
         5,
-        _int_between(1, 3600),
+        parse.int_between(1, 3600),
         "Lifetime of cached 'not found' answers, so a flood of 404s does not reach PostgreSQL.",
     )
     local_cache_ttl_seconds: float = _env_field(
         "LOCAL_CACHE_TTL_SECONDS",
         30.0,
-        _float_between(0, 3600),
+        parse.float_between(0, 3600),
         "Lifetime of products kept in each API process (kept coherent by Redis pub/sub).",
     )
     local_cache_max_items: int = _env_field(
         "LOCAL_CACHE_MAX_ITEMS",
         10_000,
-        _int_between(0, 10_000_000),
+        parse.int_between(0, 10_000_000),
         "Products kept in each API process; 0 turns the in-process cache off.",
     )
-    api_host: str = _env_field("API_HOST", "127.0.0.1", _nonempty, "Address the API listens on.")
-    api_port: int = _env_field("API_PORT", 8080, _int_between(1, 65535), "Port of the API.")
+    api_host: str = _env_field(
+        "API_HOST", "127.0.0.1", parse.nonempty, "Address the API listens on."
+    )
+    api_port: int = _env_field("API_PORT", 8080, parse.int_between(1, 65535), "Port of the API.")
     api_workers: int = _env_field(
-        "API_WORKERS", 1, _int_between(1, 256), "API processes sharing the port (SO_REUSEPORT)."
+        "API_WORKERS",
+        1,
+        parse.int_between(1, 256),
+        "API processes sharing the port (SO_REUSEPORT).",
     )
     # -- access ----------------------------------------------------------------------------------
     auth_mode: str = _env_field(
         "AUTH_MODE",
         "api_key",
-        _choice("api_key", "off"),
+        parse.choice("api_key", "off"),
         "api_key: every request but health, metrics, docs and images needs a key; off: no "
         "checks and no limits, only behind a gateway that authenticates (logged as a warning).",
     )
     user_signup: str = _env_field(
         "USER_SIGNUP",
         "open",
-        _choice("open", "admin"),
+        parse.choice("open", "admin"),
         "open: anyone may POST /users and get a key; admin: only with an admin key.",
     )
     admin_api_keys: str = _env_field(
         "ADMIN_API_KEYS",
         "",
-        _admin_keys,
+        parse.admin_keys,
         "Admin keys, comma-separated (each at least 32 random characters): act on every user "
         "and product, exempt from limits.",
         secret=True,
@@ -361,160 +148,166 @@ class Settings:
     product_reads: str = _env_field(
         "PRODUCT_READS",
         "private",
-        _choice("private", "public"),
+        parse.choice("private", "public"),
         "private: a key reads its user's products only; public: anyone reads products and "
         "lists without a key (a storefront), writes still need one (logged as a warning).",
     )
     rate_limit_reads: Rate = _env_field(
         "RATE_LIMIT_READS",
         Rate(200, 1.0),
-        _rate,
+        parse.rate,
         "Reads per key (or per address without one), N/s, N/min or N/h, shared by all API "
         "processes; a period's worth may come at once.",
     )
     rate_limit_writes: Rate = _env_field(
-        "RATE_LIMIT_WRITES", Rate(20, 1.0), _rate, "Writes per key (or per address), as above."
+        "RATE_LIMIT_WRITES", Rate(20, 1.0), parse.rate, "Writes per key (or per address), as above."
     )
     image_quota_per_hour: int = _env_field(
         "IMAGE_QUOTA_PER_HOUR",
         1000,
-        _int_between(1, 100_000_000),
+        parse.int_between(1, 100_000_000),
         "Images per key and hour accepted in product creates and changes.",
     )
     idempotency_ttl_hours: int = _env_field(
         "IDEMPOTENCY_TTL_HOURS",
         24,
-        _int_between(1, 24 * 30),
+        parse.int_between(1, 24 * 30),
         "How long a create's Idempotency-Key is remembered.",
     )
     db_pool_max_size: int = _env_field(
         "DB_POOL_MAX_SIZE",
         32,
-        _int_between(1, 1000),
+        parse.int_between(1, 1000),
         "PostgreSQL connections per API process; keep it at least the request concurrency.",
     )
     db_acquire_timeout_seconds: float = _env_field(
         "DB_ACQUIRE_TIMEOUT_SECONDS",
         2.0,
-        _float_between(0.05, 60),
+        parse.float_between(0.05, 60),
         "Longest wait for a database connection before answering 503.",
     )
     db_statement_timeout_seconds: float = _env_field(
         "DB_STATEMENT_TIMEOUT_SECONDS",
         5.0,
-        _float_between(0.05, 600),
+        parse.float_between(0.05, 600),
         "Longest a statement may run.",
     )
     max_images_per_product: int = _env_field(
-        "MAX_IMAGES_PER_PRODUCT", 20, _int_between(0, 1000), "Most image URLs in one product."
+        "MAX_IMAGES_PER_PRODUCT", 20, parse.int_between(0, 1000), "Most image URLs in one product."
     )
     outbox_poll_interval_seconds: float = _env_field(
         "OUTBOX_POLL_INTERVAL_SECONDS",
         2.0,
-        _float_between(0.05, 3600),
+        parse.float_between(0.05, 3600),
         "Fallback poll of the outbox when no NOTIFY arrives.",
     )
     log_level: str = _env_field(
-        "LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level."
+        "LOG_LEVEL", "info", parse.choice("debug", "info", "warning", "error"), "Log level."
     )
     log_format: str = _env_field(
-        "LOG_FORMAT", "json", _choice("json", "console"), "json (one object per line) or console."
+        "LOG_FORMAT",
+        "json",
+        parse.choice("json", "console"),
+        "json (one object per line) or console.",
     )
     # -- image pipeline --------------------------------------------------------------------------
     image_max_download_bytes: int = _env_field(
         "IMAGE_MAX_DOWNLOAD_BYTES",
         25 * MIB,
-        _int_between(1024, 1024 * MIB),
+        parse.int_between(1024, 1024 * MIB),
         "Largest source image, enforced while streaming.",
     )
     image_download_timeout_seconds: float = _env_field(
         "IMAGE_DOWNLOAD_TIMEOUT_SECONDS",
         15.0,
-        _float_between(0.1, 600),
+        parse.float_between(0.1, 600),
         "Time allowed for one download request, connect included; each redirect hop gets its own.",
     )
     image_allow_loopback_sources: bool = _env_field(
         "IMAGE_ALLOW_LOOPBACK_SOURCES",
         False,
-        _bool,
+        parse.boolean,
         "Allow source URLs on loopback addresses (development and tests only).",
     )
     image_allow_private_sources: bool = _env_field(
         "IMAGE_ALLOW_PRIVATE_SOURCES",
         False,
-        _bool,
+        parse.boolean,
         "Allow source URLs on private addresses (development only). Link-local never is.",
     )
     image_allowed_source_origins: str = _env_field(
         "IMAGE_ALLOWED_SOURCE_ORIGINS",
         "",
-        _source_origins,
+        source_origins_setting,
         "Source origins (scheme://ip:port, comma-separated) allowed although on a loopback or "
         "private address: exactly those, IP literals only; empty opens none.",
     )
     image_max_dimension: int = _env_field(
-        "IMAGE_MAX_DIMENSION", 1600, _int_between(16, 16384), "Longest side of compressed images."
+        "IMAGE_MAX_DIMENSION",
+        1600,
+        parse.int_between(16, 16384),
+        "Longest side of compressed images.",
     )
     image_output_format: str = _env_field(
-        "IMAGE_OUTPUT_FORMAT", "jpeg", _choice("jpeg", "webp"), "Format of compressed images."
+        "IMAGE_OUTPUT_FORMAT", "jpeg", parse.choice("jpeg", "webp"), "Format of compressed images."
     )
     image_quality: int = _env_field(
-        "IMAGE_QUALITY", 80, _int_between(1, 95), "Encoder quality of compressed images."
+        "IMAGE_QUALITY", 80, parse.int_between(1, 95), "Encoder quality of compressed images."
     )
     image_max_pixels: int = _env_field(
         "IMAGE_MAX_PIXELS",
         50_000_000,
-        _int_between(1, 1_000_000_000),
+        parse.int_between(1, 1_000_000_000),
         "Largest source resolution; above it an image is a decompression bomb.",
     )
     image_compress_timeout_seconds: float = _env_field(
         "IMAGE_COMPRESS_TIMEOUT_SECONDS",
         30.0,
-        _float_between(0.1, 3600),
+        parse.float_between(0.1, 3600),
         "Longest compression of one image; past it the process is killed and the image retried "
         "alone, then rejected as too_slow.",
     )
     image_max_attempts: int = _env_field(
         "IMAGE_MAX_ATTEMPTS",
         4,
-        _int_between(1, 100),
+        parse.int_between(1, 100),
         "Attempts per transient failure, the first included.",
     )
     image_retry_base_seconds: float = _env_field(
         "IMAGE_RETRY_BASE_SECONDS",
         1.0,
-        _float_between(0.0, 3600),
+        parse.float_between(0.0, 3600),
         "Base of the exponential backoff between attempts.",
     )
     # -- worker supervisor (each also a run_workers.py flag) ------------------------------------------
     worker_processes: int = _env_field(
-        "WORKER_PROCESSES", 0, _int_between(0, 1024), "Compression processes; 0 = CPU count."
+        "WORKER_PROCESSES", 0, parse.int_between(0, 1024), "Compression processes; 0 = CPU count."
     )
     worker_download_concurrency: int = _env_field(
-        "WORKER_DOWNLOAD_CONCURRENCY", 32, _int_between(1, 10_000), "Concurrent downloads."
+        "WORKER_DOWNLOAD_CONCURRENCY", 32, parse.int_between(1, 10_000), "Concurrent downloads."
     )
     worker_upload_concurrency: int = _env_field(
-        "WORKER_UPLOAD_CONCURRENCY", 16, _int_between(1, 10_000), "Concurrent uploads."
+        "WORKER_UPLOAD_CONCURRENCY", 16, parse.int_between(1, 10_000), "Concurrent uploads."
     )
     worker_max_inflight_jobs: int = _env_field(
         "WORKER_MAX_INFLIGHT_JOBS",
         64,
-        _int_between(1, 100_000),
+        parse.int_between(1, 100_000),
         "Jobs taken from Kafka but not finished; above it the consumer pauses.",
     )
     worker_group_id: str = _env_field(
-        "WORKER_GROUP_ID", "image-workers", _nonempty, "Kafka consumer group of the workers."
+        "WORKER_GROUP_ID", "image-workers", parse.nonempty, "Kafka consumer group of the workers."
     )
     worker_metrics_host: str = _env_field(
-        "WORKER_METRICS_HOST", "127.0.0.1", _nonempty, "Address of the worker's /metrics."
+        "WORKER_METRICS_HOST", "127.0.0.1", parse.nonempty, "Address of the worker's /metrics."
     )
     worker_metrics_port: int = _env_field(
-        "WORKER_METRICS_PORT", 9100, _int_between(0, 65535), "Port of the worker's /metrics."
+        "WORKER_METRICS_PORT", 9100, parse.int_between(0, 65535), "Port of the worker's /metrics."
     )
     worker_shutdown_timeout_seconds: float = _env_field(
         "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
         30.0,
-        _float_between(0, 3600),
+        parse.float_between(0, 3600),
         "Longest graceful drain of in-flight jobs on SIGTERM.",
     )
 
@@ -538,24 +331,6 @@ class Settings:
         url = self.image_storage_url
         path = Path(urlsplit(url).path) if url.startswith("file://") else Path(url)
         return path.resolve()
-
-
-def sources_opened_event(settings: Settings) -> tuple[int, str, dict[str, Any]]:
-    """The start-up log line (level, event, fields) saying which normally refused image sources
-    these settings open: WARNING when any is, INFO when the guard is fully closed."""
-    fields: dict[str, Any] = {
-        "allowed_source_origins": [str(o) for o in settings.allowed_source_origins],
-        "allow_loopback_sources": settings.image_allow_loopback_sources,
-        "allow_private_sources": settings.image_allow_private_sources,
-    }
-    opened = any(fields.values())
-    return (logging.WARNING if opened else logging.INFO), "ssrf.sources_opened", fields
-
-
-def log_sources_opened(logger: logging.Logger, settings: Settings) -> None:
-    """Logs :func:`sources_opened_event`: the worker does at start-up, and so does the API."""
-    level, event, fields = sources_opened_event(settings)
-    logger.log(level, event, extra=fields)
 
 
 def settings_fields() -> list[dataclasses.Field[Any]]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from catalogue import cache as product_cache
 from config import Settings
-from config.settings import log_sources_opened
+from config.origins import log_sources_opened
 from db import api_keys
 from db.pool import bounded_acquire, create_pool
 from server.access import Access, Gate, Handler, access, log_open_access

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from config.origins import SourceOrigin, log_sources_opened, sources_opened_event
 from config.settings import (
     Settings,
     SettingsError,
-    SourceOrigin,
     env_names,
     load_settings,
-    log_sources_opened,
     read_dotenv,
     settings_fields,
     settings_to_env,
-    sources_opened_event,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,146 @@
+"""Parsers of setting values: raw string -> value, raising ValueError with a short reason
+(the loader adds the variable's name)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from config.rates import Rate, parse_rate
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not low <= value <= high:  # also rejects NaN
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        return value
+
+    return parse
+
+
+def optional_url(raw: str) -> str:
+    return url("http", "https")(raw) if raw.strip() else ""
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+def bootstrap_servers(raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers or not all(_HOST_PORT.match(s) for s in servers):
+        raise ValueError("must be a comma-separated list of host:port")
+    return ",".join(servers)
+
+
+def topic(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
+        raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def storage_url(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    parts = urlsplit(value)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError("s3:// URL must name a bucket (s3://bucket/prefix)")
+        return value
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError("file:// URL must hold an absolute path (file:///abs/path)")
+        if not parts.path.startswith("/"):
+            raise ValueError("file:// URL must hold an absolute path")
+        return value
+    if parts.scheme and len(parts.scheme) > 1:  # one letter would be a Windows drive
+        raise ValueError("must be file:///abs/path, a relative path or s3://bucket/prefix")
+    return value
+
+
+def rate(raw: str) -> Rate:
+    return parse_rate(raw)
+
+
+# An admin key must be as hard to guess as the user keys (256 random bits): at least 32
+# characters, not repetitive, and not shaped like a user key (catk_…), which it would shadow.
+_MIN_ADMIN_KEY_LENGTH = 32
+_MIN_ADMIN_KEY_DISTINCT = 16
+
+
+def admin_keys(raw: str) -> str:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    for number, key in enumerate(keys, start=1):
+        if len(key) < _MIN_ADMIN_KEY_LENGTH:
+            raise ValueError(
+                f"key {number} is shorter than {_MIN_ADMIN_KEY_LENGTH} characters; make one "
+                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise ValueError(f"key {number} must be printable ASCII without spaces")
+        if len(set(key)) < _MIN_ADMIN_KEY_DISTINCT:
+            raise ValueError(f"key {number} is too repetitive to be random")
+        if key.startswith("catk_"):
+            raise ValueError(f"key {number} must not start with catk_ (the user keys' prefix)")
+    return ",".join(keys)
