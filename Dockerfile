@@ -16,7 +16,7 @@ ARG PILLOW_SIMD_AVX2=1
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential libjpeg62-turbo-dev zlib1g-dev libpng-dev libwebp-dev \
+        build-essential libjpeg62-turbo-dev zlib1g-dev libpng-dev libwebp-dev liblcms2-dev \
  && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv \
@@ -47,7 +47,7 @@ FROM python:3.11.13-slim-bookworm AS runtime
 # The shared libraries Pillow-SIMD was linked against, nothing to build with.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libjpeg62-turbo zlib1g libpng16-16 libwebp7 libwebpmux3 libwebpdemux2 \
+        libjpeg62-turbo zlib1g libpng16-16 libwebp7 libwebpmux3 libwebpdemux2 liblcms2-2 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 catalogue \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \

@@ -1,7 +1,8 @@
 """Colour modes: what a decoded image is converted to before resizing, and after it.
 
 Conversions cost per pixel, so as few as possible run on the full-size image: most wait for the
-small one (see compressor.compress for the order of work).
+small one (see compressor.compress for the order of work). Colour spaces (ICC profiles, CMYK to
+RGB) are compressor.colour's, in between :func:`to_8bit` and :func:`to_output_mode`.
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ def resizable_mode(image: Image.Image) -> Image.Image:
         raise ImageRejected("unsupported", f"mode {mode}: {exc}") from None
 
 
+def to_8bit(image: Image.Image, source_mode: str) -> Image.Image:
+    """A 16/32-bit integer or float greyscale image (I, F) scaled to L; any other as it is."""
+    if image.mode in ("I", "F"):
+        return _to_8bit(image, sixteen_bit=source_mode.startswith("I;16"))
+    return image
+
+
 def to_output_mode(image: Image.Image, output_format: str, source_mode: str) -> Image.Image:
     """RGB, or RGBA for WebP with real transparency; all metadata dropped."""
-    if image.mode in ("I", "F"):
-        image = _to_8bit(image, sixteen_bit=source_mode.startswith("I;16"))
+    image = to_8bit(image, source_mode)
     if image.mode in ("RGBA", "LA"):
         alpha = image.getchannel("A")
         if alpha.getextrema() == (255, 255):

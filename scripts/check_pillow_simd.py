@@ -1,4 +1,8 @@
-"""Fails loudly when plain Pillow replaced Pillow-SIMD, or when codecs are missing."""
+"""Fails loudly when plain Pillow replaced Pillow-SIMD, or when codecs are missing.
+
+littlecms2 is LittleCMS, for ICC colour management (compressor.colour): a Pillow-SIMD built without
+liblcms2-dev has none, and every tagged or CMYK image would come out in the wrong colours.
+"""
 
 import sys
 from importlib import metadata
@@ -13,7 +17,7 @@ def main() -> int:
         problems.append("plain Pillow is installed next to Pillow-SIMD")
     if "pillow-simd" not in names:
         problems.append("pillow-simd is not installed")
-    for feature in ("jpg", "webp", "zlib"):
+    for feature in ("jpg", "webp", "zlib", "littlecms2"):
         if not features.check(feature):
             problems.append(f"Pillow was built without {feature}")
     if not features.check_feature("libjpeg_turbo"):
