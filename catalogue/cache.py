@@ -1,10 +1,17 @@
 """Redis cache-aside for products, storing the ready-to-send JSON bytes.
 
+A value is the row's version, a newline, and the product's JSON (`frame`); the version is the
+products table's `version` column, raised by every write of the row.
+
 Rules that keep it correct:
-- Readers fill the cache with SET NX, the worker after processing with a plain SET: a reader
-  holding an old row can never overwrite a fresh value.
-- Product creation stores its first value only over nothing or a cached 404: its job is already
-  on its way once the row commits, and the worker's result may land first.
+- Readers fill the cache with SET NX: a reader holding an old row can never overwrite a fresh
+  value.
+- Writers of fresh values (creation, changes, deletion, the worker after processing) store only
+  over an older version, and tell every API process in the same round trip (one Lua script): two
+  writers racing leave the newer, whichever lands last. Product creation thus never replaces the
+  worker's result, which may land first.
+- A deleted product leaves a tombstone (an empty value at a version above any), so no reader
+  holding the old row can bring it back.
 - Unknown ids are cached briefly as an empty value (negative cache).
 - When Redis fails, calls bypass it for `retry_after_s` instead of failing each request, and the
   error is logged once per such interval; caching resumes by itself.
@@ -23,23 +30,39 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "product:v1:"
+KEY_PREFIX = "product:v2:"  # v2: values framed with the row's version
 # Writers of fresh values announce the product id here; API processes drop their local copy.
 INVALIDATION_CHANNEL = "product:v1:invalidations"
 NOT_FOUND = b""
 # What a call raises when Redis is down or unreachable (the socket errors come through as they
 # are), for callers that retry on their own: see put_fresh_or_raise.
 CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
-# put_new: SET and PUBLISH unless the key holds a product already (anything but NOT_FOUND).
-_PUT_NEW = """
+# The version of a deleted product's tombstone: above any row's.
+TOMBSTONE_VERSION = 2**62
+# SET and PUBLISH unless the key holds this version or a newer one. ARGV: value, version, ttl,
+# channel, message.
+_PUT_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
-if current and current ~= '' then
-    return 0
+if current then
+    local newline = string.find(current, '\\n', 1, true)
+    local version = newline and tonumber(string.sub(current, 1, newline - 1))
+    if version and version >= tonumber(ARGV[2]) then
+        return 0
+    end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
+
+
+def frame(version: int, body: bytes) -> bytes:
+    return b"%d\n%s" % (version, body)
+
+
+def unframe(value: bytes) -> bytes:
+    """The product's JSON (NOT_FOUND for a cached 404 or a tombstone) of a stored value."""
+    return value.partition(b"\n")[2]
 
 
 class Lookup(enum.Enum):
@@ -85,7 +108,7 @@ class ProductCache:
         self._down_until = 0.0
         self._last_error_log = -float("inf")
         self._suppressed = 0
-        self._put_new = client.register_script(_PUT_NEW)
+        self._put_if_newer = client.register_script(_PUT_IF_NEWER)
 
     @property
     def available(self) -> bool:
@@ -116,51 +139,58 @@ class ProductCache:
         if value is None:
             return Lookup.MISS
         # Bytes from connect()'s client; str only from one made with decode_responses.
-        return value.encode() if isinstance(value, str) else value
+        return unframe(value.encode() if isinstance(value, str) else value)
 
-    async def fill(self, product_id: int, body: bytes) -> bool:
-        """Stores what a reader read, unless something (fresher) is there already."""
+    async def fill(self, product_id: int, version: int, body: bytes) -> bool:
+        """Stores what a reader read (version 0 for an unknown id), unless something is there
+        already: anything there is as fresh or fresher."""
         if not self.available:
             return False
         ttl = self.ttl_s if body else self.negative_ttl_s
         try:
             # SET NX answers None when the key exists: nothing was stored.
-            stored = await self.client.set(product_key(product_id), body, ex=ttl, nx=True)
+            stored = await self.client.set(
+                product_key(product_id), frame(version, body), ex=ttl, nx=True
+            )
         except CACHE_ERRORS as exc:
             self._failed("set", exc)
             return False
         return bool(stored)
 
-    async def put_fresh(self, product_id: int, body: bytes) -> bool:
-        """Stores a value known to be the newest, replacing whatever is cached, and tells every
-        API process to drop its local copy (one round trip for both). False if Redis failed."""
+    async def put_fresh(self, product_id: int, version: int, body: bytes) -> bool:
+        """Stores a value just written to the database, unless the cache holds this version or a
+        newer one, and tells every API process to drop its local copy (one round trip for both).
+        False if Redis failed or a newer value is there."""
         try:
-            await self.put_fresh_or_raise(product_id, body)
+            return await self.put_fresh_or_raise(product_id, version, body)
         except CACHE_ERRORS as exc:
             self._failed("put_fresh", exc)
             return False
-        return True
 
-    async def put_fresh_or_raise(self, product_id: int, body: bytes) -> None:
+    async def put_fresh_or_raise(self, product_id: int, version: int, body: bytes) -> bool:
         """put_fresh for a caller that retries (the worker): a Redis failure raises one of
         CACHE_ERRORS, and is neither logged here nor opens the bypass window."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(product_key(product_id), body, ex=self.ttl_s)
-            pipe.publish(INVALIDATION_CHANNEL, str(product_id))
-            await pipe.execute()
-
-    async def put_new(self, product_id: int, body: bytes) -> bool:
-        """Stores the first value of a product just created, unless a value is there already
-        (the worker's, which is newer); replaces a cached 404 and tells every API process."""
-        try:
-            stored = await self._put_new(
-                keys=[product_key(product_id)],
-                args=[body, self.ttl_s, INVALIDATION_CHANNEL, str(product_id)],
-            )
-        except CACHE_ERRORS as exc:
-            self._failed("put_new", exc)
-            return False
+        stored = await self._put_if_newer(
+            keys=[product_key(product_id)],
+            args=[
+                frame(version, body),
+                version,
+                self.ttl_s,
+                INVALIDATION_CHANNEL,
+                str(product_id),
+            ],
+        )
         return bool(stored)
+
+    async def put_new(self, product_id: int, version: int, body: bytes) -> bool:
+        """The first value of a product just created: over nothing or a cached 404, never over
+        the worker's result (a newer version), which may land first."""
+        return await self.put_fresh(product_id, version, body)
+
+    async def put_deleted(self, product_id: int) -> bool:
+        """A tombstone for a deleted product: 404 from now on, in Redis and, through the
+        invalidation, in every process's memory."""
+        return await self.put_fresh(product_id, TOMBSTONE_VERSION, NOT_FOUND)
 
     async def ping(self) -> bool:
         try:

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from catalogue import image_state
+
 
 class Row(Protocol):
     """A product row by column name: an asyncpg Record of db.products' columns, or a dict."""
@@ -19,20 +21,27 @@ class Row(Protocol):
 
 
 def product_dict(row: Row) -> dict[str, Any]:
+    """The product's fields; `images` is the per-source state (catalogue/image_state.py), from
+    which the specification's `compressed_product_images` (the outputs shown, in source order),
+    `processing_status` and `processing_errors` derive."""
+    entries = orjson.loads(row["images"])
     product: dict[str, Any] = {
         "product_id": str(row["id"]),
         "user_id": str(row["user_id"]),
         "product_name": row["product_name"],
         "product_description": row["product_description"],
-        "product_images": row["product_images"],
-        "compressed_product_images": row["compressed_product_images"],
+        "product_images": [e["source"] for e in entries],
+        "compressed_product_images": [e["url"] for e in entries if e["url"] is not None],
         # NUMERIC(12,2) fits a double exactly enough that its shortest repr is the decimal.
         "product_price": float(row["product_price"]),
-        "processing_status": row["processing_status"],
+        "processing_status": image_state.processing_status(entries),
+        "images": image_state.public(entries),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
-    errors = orjson.loads(row["processing_errors"])
+    errors = [
+        {"image": e["source"], "error": e["error"]} for e in entries if e["status"] == "failed"
+    ]
     if errors:
         product["processing_errors"] = errors
     return product

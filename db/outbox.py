@@ -29,6 +29,15 @@ SELECT id, topic, key, payload::text AS payload
 """
 
 
+async def insert(conn: Executor, message: OutboxMessage) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3::text::jsonb)",
+        message.topic,
+        message.key,
+        message.payload,
+    )
+
+
 async def claim_batch(conn: Connection, limit: int) -> list[asyncpg.Record]:
     """Locks up to `limit` rows until the caller's transaction ends."""
     return await conn.fetch(_CLAIM, limit)

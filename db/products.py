@@ -20,12 +20,11 @@ import asyncpg
 import orjson
 
 from db.outbox import OutboxMessage
-from db.pool import Executor
+from db.pool import Connection, Executor
 
 COLUMNS = (
-    "id, user_id, product_name, product_description, product_images, compressed_product_images, "
-    "product_price, processing_status::text AS processing_status, processing_errors::text "
-    "AS processing_errors, created_at, updated_at"
+    "id, user_id, product_name, product_description, product_price, images::text AS images, "
+    "images_revision, version, created_at, updated_at"
 )
 
 # The id is reserved first so the caller can encode the product's job (catalogue.jobs) before
@@ -35,9 +34,9 @@ _RESERVE_ID = "SELECT nextval(pg_get_serial_sequence('products', 'id'))"
 _CREATE = f"""
 WITH product AS (
     INSERT INTO products (id, user_id, product_name, product_description, product_images,
-                          product_price, processing_status)
+                          product_price, images, processing_status)
     OVERRIDING SYSTEM VALUE
-    VALUES ($1, $2, $3, $4, $5::text[], $6,
+    VALUES ($1, $2, $3, $4, $5::text[], $6, $10::text::jsonb,
             CASE WHEN cardinality($5::text[]) = 0 THEN 'done' ELSE 'pending' END::processing_status)
     RETURNING *
 ), job AS (
@@ -106,11 +105,12 @@ async def create_product(
     name: str,
     description: str,
     images: Sequence[str],
+    entries: str,
     price: Decimal,
     job: OutboxMessage | None,
 ) -> asyncpg.Record:
-    """Inserts the product under its reserved id and, in the same statement, its job into the
-    outbox."""
+    """Inserts the product under its reserved id with its image entries (JSON text), and, in
+    the same statement, its job into the outbox."""
     topic, key, payload = (job.topic, job.key, job.payload) if job else (None, None, None)
     try:
         row = await conn.fetchrow(
@@ -124,6 +124,7 @@ async def create_product(
             topic,
             key,
             payload,
+            entries,
         )
     except asyncpg.ForeignKeyViolationError:
         raise UnknownUser(user_id) from None
@@ -141,41 +142,46 @@ async def list_products(conn: Executor, filters: ListFilter) -> list[asyncpg.Rec
     return await conn.fetch(sql, *args)
 
 
-async def processing_status(conn: Executor, product_id: int) -> str | None:
-    return await conn.fetchval(
-        "SELECT processing_status::text FROM products WHERE id = $1", product_id
-    )
-
-
-async def reopen_failed(conn: Executor, product_ids: Sequence[int]) -> int:
-    """Puts failed products back to pending, so their replayed jobs are processed again."""
-    result = await conn.execute(
-        """UPDATE products SET processing_status = 'pending', updated_at = now()
-            WHERE id = ANY($1::bigint[]) AND processing_status = 'failed'""",
-        list(product_ids),
-    )
-    return int(result.split()[-1])
-
-
-async def finish_processing(
-    conn: Executor,
-    product_id: int,
-    *,
-    compressed_images: Sequence[str],
-    status: str,
-    errors: Sequence[dict[str, str]],
-) -> asyncpg.Record | None:
-    """Records the outcome of a job; idempotent, so a redelivered job may run it again."""
+async def lock_images(conn: Connection, product_id: int) -> asyncpg.Record | None:
+    """The product's image entries and revision, locked until the transaction ends."""
     return await conn.fetchrow(
+        "SELECT images::text AS images, images_revision FROM products WHERE id = $1 FOR UPDATE",
+        product_id,
+    )
+
+
+async def image_entries(conn: Executor, product_id: int) -> list[dict[str, Any]] | None:
+    """The product's image entries (catalogue/image_state.py); None if there is no product."""
+    text = await conn.fetchval("SELECT images::text FROM products WHERE id = $1", product_id)
+    return None if text is None else orjson.loads(text)
+
+
+async def save_images(
+    conn: Connection,
+    product_id: int,
+    entries: Sequence[dict[str, Any]],
+    *,
+    status: str,
+    revision: int,
+) -> asyncpg.Record:
+    """Writes new image entries and the status derived from them, as one more version of the
+    row."""
+    row = await conn.fetchrow(
         f"""UPDATE products
-               SET compressed_product_images = $2::text[],
-                   processing_status = $3::processing_status,
-                   processing_errors = $4::text::jsonb,
+               SET images = $2::text::jsonb,
+                   product_images = $3::text[],
+                   processing_status = $4::processing_status,
+                   images_revision = $5,
+                   version = version + 1,
                    updated_at = now()
              WHERE id = $1
          RETURNING {COLUMNS}""",
         product_id,
-        list(compressed_images),
+        orjson.dumps(list(entries)).decode(),
+        [e["source"] for e in entries],
         status,
-        orjson.dumps(list(errors)).decode(),
+        revision,
     )
+    if row is None:  # never: the caller holds the row's lock
+        raise RuntimeError(f"product {product_id} vanished under its lock")
+    return row

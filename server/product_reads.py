@@ -54,7 +54,8 @@ class ProductReads:
             async with bounded_acquire(self.pool, self.settings) as conn:
                 row = await products.get_product(conn, product_id)
             body = NOT_FOUND if row is None else render_product(row)
-            if cached is Lookup.MISS and await cache.fill(product_id, body):
+            version = 0 if row is None else row["version"]
+            if cached is Lookup.MISS and await cache.fill(product_id, version, body):
                 # Only what went into Redis goes into memory: if the fill lost to a fresher
                 # value, ours is not worth keeping.
                 local.put(product_id, body, epoch)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 
+from catalogue import image_state
 from catalogue.cache import ProductCache
 from catalogue.jobs import ImageJob, encode_job, job_key
 from catalogue.product_json import Row, render_product
@@ -18,6 +20,7 @@ from server.errors import ApiError
 from server.idempotency import Answer, Idempotent, once
 from server.validation import NewProduct
 
+FIRST_REVISION = 1
 _CREATED = {"status": "success", "message": "Product created successfully"}
 
 
@@ -48,7 +51,7 @@ class ProductWrites:
                 row = created[0]
         # Replaces a cached 404 for its id, but never the worker's result, which may be there
         # first.
-        await self.cache.put_new(row["id"], render_product(row))
+        await self.cache.put_new(row["id"], row["version"], render_product(row))
         return answer
 
     async def _insert(self, conn: Connection, new: NewProduct, user_id: int) -> tuple[Answer, Row]:
@@ -61,6 +64,7 @@ class ProductWrites:
                 name=new.name,
                 description=new.description,
                 images=new.images,
+                entries=orjson.dumps(image_state.new_entries(new.images, FIRST_REVISION)).decode(),
                 price=new.price,
                 job=image_job(product_id, new.images, self.settings.kafka_jobs_topic),
             )
@@ -75,5 +79,5 @@ def image_job(product_id: int, images: Sequence[str], topic: str) -> OutboxMessa
     (the product is created done)."""
     if not images:
         return None
-    payload = encode_job(ImageJob(product_id, tuple(images))).decode()
+    payload = encode_job(ImageJob(product_id, tuple(images), FIRST_REVISION)).decode()
     return OutboxMessage(topic, job_key(product_id), payload)

@@ -11,11 +11,19 @@ from dataclasses import replace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from catalogue.cache import INVALIDATION_CHANNEL, Lookup, ProductCache, product_key
+from catalogue.cache import (
+    INVALIDATION_CHANNEL,
+    Lookup,
+    ProductCache,
+    frame,
+    product_key,
+    unframe,
+)
 from catalogue.product_json import render_product
 from db import products as db_products
 from server.app import create_app
 from server.keys import CACHE
+from testkit.products import finish_processing
 
 from .conftest import stack, wait_for
 
@@ -58,7 +66,7 @@ class GatedLoads:
 
 async def test_a_hit_returns_exactly_the_bytes_stored_in_redis(api, user, redis_client):
     product_id = await create_product(api, user["user_id"])
-    stored = await redis_client.get(product_key(product_id))
+    stored = unframe(await redis_client.get(product_key(product_id)))
     assert stored
 
     response = await api.get(f"/products/{product_id}")
@@ -69,7 +77,7 @@ async def test_a_hit_returns_exactly_the_bytes_stored_in_redis(api, user, redis_
     # Writers announce new values on the invalidation channel (as ProductCache.put_fresh does),
     # which drops the API process's local copy.
     marker = stored.replace(b'"Kettle"', b'"Kettle from Redis"')
-    await redis_client.set(product_key(product_id), marker)
+    await redis_client.set(product_key(product_id), frame(1, marker))
     await redis_client.publish(INVALIDATION_CHANNEL, str(product_id))
 
     async def marker_served() -> bool:
@@ -85,7 +93,7 @@ async def test_a_miss_stores_the_body_with_the_ttl(api, user, redis_client, sett
     await redis_client.delete(product_key(product_id))
     response = await api.get(f"/products/{product_id}")
     assert response.headers["X-Cache"] == "MISS"
-    assert await redis_client.get(product_key(product_id)) == await response.read()
+    assert unframe(await redis_client.get(product_key(product_id))) == await response.read()
     ttl = await redis_client.ttl(product_key(product_id))
     assert settings.cache_ttl_seconds - 5 <= ttl <= settings.cache_ttl_seconds
 
@@ -129,7 +137,7 @@ async def test_concurrent_misses_for_one_id_read_the_database_once(
     assert {r.headers["X-Cache"] for r in responses} == {"MISS"}
     bodies = {await r.read() for r in responses}
     assert len(bodies) == 1
-    assert await redis_client.get(product_key(product_id)) == bodies.pop()
+    assert unframe(await redis_client.get(product_key(product_id))) == bodies.pop()
 
 
 async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_value(
@@ -144,8 +152,8 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
     real_fill = cache.fill
     fills: list[bool] = []
 
-    async def recording_fill(pid: int, body: bytes) -> bool:
-        fills.append(await real_fill(pid, body))
+    async def recording_fill(pid: int, version: int, body: bytes) -> bool:
+        fills.append(await real_fill(pid, version, body))
         return fills[-1]
 
     monkeypatch.setattr(cache, "fill", recording_fill)
@@ -157,12 +165,8 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
         # The readers' load has read the row while it was still pending…
         await asyncio.wait_for(loads.read_done.wait(), 10)
         # …then the worker finishes the product and writes the fresh value, as it does.
-        fresh_row = await db_products.finish_processing(
-            db,
-            product_id,
-            compressed_images=[f"https://cdn.example.com/{product_id}/0.jpg"],
-            status="done",
-            errors=[],
+        fresh_row = await finish_processing(
+            db, product_id, urls=[f"https://cdn.example.com/{product_id}/0.jpg"]
         )
         fresh = render_product(fresh_row)
         worker_cache = ProductCache(
@@ -170,7 +174,7 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
             ttl_s=settings.cache_ttl_seconds,
             negative_ttl_s=settings.cache_negative_ttl_seconds,
         )
-        assert await worker_cache.put_fresh(product_id, fresh)
+        assert await worker_cache.put_fresh(product_id, fresh_row["version"], fresh)
     finally:
         loads.release.set()  # …and only now do the readers try to fill the cache.
     responses = await asyncio.gather(*readers)
@@ -179,7 +183,7 @@ async def test_a_reader_holding_an_old_row_cannot_overwrite_the_workers_fresh_va
     # The race was real: the readers answered the old row…
     assert {(await r.json())["processing_status"] for r in responses} == {"pending"}
     # …but the cache holds the worker's value, and that is what the next reader gets.
-    assert await redis_client.get(product_key(product_id)) == fresh
+    assert unframe(await redis_client.get(product_key(product_id))) == fresh
     # The readers did try to cache their old row (once: single flight); SET NX refused it.
     assert fills == [False]
     response = await api.get(f"/products/{product_id}")
@@ -205,20 +209,18 @@ async def test_the_creators_first_value_never_replaces_the_workers_result_that_l
     stored: list[bool] = []
     fresh: list[bytes] = []
 
-    async def worker_first(product_id: int, body: bytes) -> bool:
-        row = await db_products.finish_processing(
-            db, product_id, compressed_images=[], status="failed", errors=[]
-        )
+    async def worker_first(product_id: int, version: int, body: bytes) -> bool:
+        row = await finish_processing(db, product_id)
         fresh.append(render_product(row))
-        assert await worker_cache.put_fresh(product_id, fresh[0])
-        stored.append(await real_put_new(product_id, body))
+        assert await worker_cache.put_fresh(product_id, row["version"], fresh[0])
+        stored.append(await real_put_new(product_id, version, body))
         return stored[-1]
 
     monkeypatch.setattr(cache, "put_new", worker_first)
     product_id = await create_product(api, user["user_id"])
 
     assert stored == [False]
-    assert await redis_client.get(product_key(product_id)) == fresh[0]
+    assert unframe(await redis_client.get(product_key(product_id))) == fresh[0]
     response = await api.get(f"/products/{product_id}")
     assert response.headers["X-Cache"] == "HIT"
     assert (await response.json())["processing_status"] == "failed"
@@ -291,7 +293,7 @@ async def test_reads_and_writes_work_while_redis_is_down_and_caching_resumes(
     await wait_for(cached_again, timeout_s=15)
     response = await api.get(f"/products/{new_id}")
     assert response.headers["X-Cache"] == "HIT"
-    assert await redis_client.get(product_key(int(new_id))) == await response.read()
+    assert unframe(await redis_client.get(product_key(int(new_id)))) == await response.read()
 
 
 async def test_cached_products_are_served_while_postgres_is_down_and_the_api_recovers(

@@ -90,8 +90,10 @@ async def jobs_on_topic(settings, product_id: str, timeout_s: float = 60) -> lis
 def assert_is_the_job(record, product_id: str, images: list[str]) -> None:
     assert record.key == product_id.encode()
     assert orjson.loads(record.value) == {
-        "v": 1,
+        "v": 2,
+        "kind": "images",
         "product_id": product_id,
+        "revision": 1,
         "product_images": images,
     }
 
@@ -150,8 +152,10 @@ async def test_a_job_posted_while_kafka_is_down_is_published_when_it_returns(
         assert len(rows) == 1
         assert rows[0]["topic"] == settings.kafka_jobs_topic
         assert orjson.loads(rows[0]["payload"]) == {
-            "v": 1,
+            "v": 2,
+            "kind": "images",
             "product_id": product_id,
+            "revision": 1,
             "product_images": IMAGES,
         }
 

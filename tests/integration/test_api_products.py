@@ -26,6 +26,7 @@ PRODUCT_FIELDS = {
     "compressed_product_images",
     "product_price",
     "processing_status",
+    "images",  # per-source state: {"source", "status", "url", "error"}
     "created_at",
     "updated_at",
 }
