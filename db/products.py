@@ -137,6 +137,63 @@ async def get_product(conn: Executor, product_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(_GET, product_id)
 
 
+async def lock_product(conn: Connection, product_id: int) -> asyncpg.Record | None:
+    """The product's row, locked until the transaction ends (writers of one product queue)."""
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM products WHERE id = $1 FOR UPDATE", product_id
+    )
+
+
+async def update_product(
+    conn: Connection,
+    product_id: int,
+    *,
+    name: str | None,
+    description: str | None,
+    price: Decimal | None,
+    entries: Sequence[dict[str, Any]],
+    status: str,
+    revision: int,
+) -> asyncpg.Record:
+    """One more version of a locked row: the fields given (None: unchanged) and its images."""
+    row = await conn.fetchrow(
+        f"""UPDATE products
+               SET product_name = coalesce($2, product_name),
+                   product_description = coalesce($3, product_description),
+                   product_price = coalesce($4, product_price),
+                   images = $5::text::jsonb,
+                   product_images = $6::text[],
+                   processing_status = $7::processing_status,
+                   images_revision = $8,
+                   version = version + 1,
+                   updated_at = now()
+             WHERE id = $1
+         RETURNING {COLUMNS}""",
+        product_id,
+        name,
+        description,
+        price,
+        orjson.dumps(list(entries)).decode(),
+        [e["source"] for e in entries],
+        status,
+        revision,
+    )
+    if row is None:  # never: the caller holds the row's lock
+        raise RuntimeError(f"product {product_id} vanished under its lock")
+    return row
+
+
+async def delete_product(conn: Connection, product_id: int) -> None:
+    await conn.execute("DELETE FROM products WHERE id = $1", product_id)
+
+
+async def delete_users_products(conn: Connection, user_id: int) -> list[asyncpg.Record]:
+    """Deletes every product of the user; returns their ids and image entries (JSON text)."""
+    return await conn.fetch(
+        "DELETE FROM products WHERE user_id = $1 RETURNING id, images::text AS images", user_id
+    )
+
+
 async def list_products(conn: Executor, filters: ListFilter) -> list[asyncpg.Record]:
     sql, args = list_query(filters)
     return await conn.fetch(sql, *args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from db.pool import Executor
+from db.pool import Connection, Executor
 
 
 class DuplicateEmail(Exception):
@@ -18,3 +18,11 @@ async def create_user(conn: Executor, username: str, email: str) -> int:
         )
     except asyncpg.UniqueViolationError:
         raise DuplicateEmail(email) from None
+
+
+async def delete_user(conn: Connection, user_id: int) -> bool:
+    """Deletes the user, its API keys (ON DELETE CASCADE) and its Idempotency-Key records; its
+    products must be gone first."""
+    await conn.execute("DELETE FROM idempotency_keys WHERE owner = $1", f"user:{user_id}")
+    result = await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+    return result != "DELETE 0"

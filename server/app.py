@@ -22,7 +22,7 @@ from server.access import Access, Gate, Handler, access, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
-from server.handlers import health, images, products, users
+from server.handlers import changes, health, images, products, users
 from server.invalidation import listen_for_invalidations
 from server.keys import (
     ACCOUNTS,
@@ -31,6 +31,7 @@ from server.keys import (
     GATE,
     LOCAL_CACHE,
     METRICS,
+    PRODUCT_CHANGES,
     PRODUCT_READS,
     PRODUCT_WRITES,
     RELAY,
@@ -41,6 +42,7 @@ from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.middleware import observe
 from server.openapi import openapi_json
+from server.product_changes import ProductChanges
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 from server.rate_limits import RateLimiter
@@ -85,6 +87,7 @@ async def product_services(app: web.Application) -> AsyncIterator[None]:
     settings, cache = app[SETTINGS], app[CACHE]
     app[PRODUCT_READS] = ProductReads(app[DB], settings, cache, app[LOCAL_CACHE])
     app[PRODUCT_WRITES] = ProductWrites(app[DB], settings, cache)
+    app[PRODUCT_CHANGES] = ProductChanges(app[DB], settings, cache)
     yield
 
 
@@ -190,6 +193,9 @@ def create_app(settings: Settings) -> web.Application:
     route("POST", "/products", products.create_product, Access.KEY)
     route("GET", "/products", products.list_products, Access.READ)
     route("GET", "/products/{product_id}", products.get_product, Access.READ)
+    route("PATCH", "/products/{product_id}", changes.patch_product, Access.KEY)
+    route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)
+    route("DELETE", "/users/{user_id}", changes.delete_user, Access.KEY)
     app.router.add_get("/images/{key:.+}", images.get_image)
     app.router.add_get("/healthz", health.healthz, allow_head=False)
     app.router.add_get("/readyz", health.readyz, allow_head=False)

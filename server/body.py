@@ -12,9 +12,11 @@ from server.errors import ApiError
 MAX_BODY_BYTES = 1024 * 1024
 
 
-async def read_json(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise ApiError(415, "Content-Type must be application/json")
+async def read_json(
+    request: web.Request, content_types: tuple[str, ...] = ("application/json",)
+) -> Any:
+    if request.content_type not in content_types:
+        raise ApiError(415, f"Content-Type must be {' or '.join(content_types)}")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         # Answer before reading: the client learns at once and we buffer nothing.
         raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes")

@@ -12,6 +12,7 @@ from config import Settings
 from server.auth import Caller
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
+from server.product_changes import ProductChanges
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 
@@ -29,6 +30,7 @@ RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCT_READS = web.AppKey("product_reads", ProductReads)
 PRODUCT_WRITES = web.AppKey("product_writes", ProductWrites)
+PRODUCT_CHANGES = web.AppKey("product_changes", ProductChanges)
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 ROUTE_ACCESS: web.AppKey[dict[Handler, Access]] = web.AppKey("route_access")
