@@ -200,5 +200,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", health.healthz, allow_head=False)
     app.router.add_get("/readyz", health.readyz, allow_head=False)
     app.router.add_get("/metrics", health.metrics, allow_head=False)
-    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_json(settings), allow_head=False)
     return app

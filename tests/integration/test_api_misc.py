@@ -256,14 +256,21 @@ async def check_against_spec(spec, response, method: str, path: str) -> None:
     assert status in operation["responses"], f"{method.upper()} {path} answered {status}"
     documented = operation["responses"][status]
     media = documented.get("content", {})
-    if response.content_type in media:
+    if response.content_type == "application/json" and response.content_type in media:
         schema = media[response.content_type]["schema"]
         body = await response.json()
         assert schema_problems(spec, schema, body) == [], body
+    elif media:
+        assert response.content_type in media, (
+            f"{method.upper()} {path} {status} answered {response.content_type}"
+        )
     else:
-        assert not media, f"{method.upper()} {path} {status} answered {response.content_type}"
-    for header in documented.get("headers", {}):
-        assert header in response.headers, f"{method.upper()} {path} {status} lacks {header}"
+        assert not response.content_length, f"{method.upper()} {path} {status} has a body"
+    for header, definition in documented.get("headers", {}).items():
+        if "$ref" in definition:
+            definition = spec["components"]["headers"][definition["$ref"].rsplit("/", 1)[1]]
+        if definition.get("required"):
+            assert header in response.headers, f"{method.upper()} {path} {status} lacks {header}"
 
 
 async def test_real_responses_match_the_openapi_document(api, spec, db):
@@ -311,7 +318,7 @@ async def test_real_responses_match_the_openapi_document(api, spec, db):
     await api.post("/products", json={**product, "product_name": "Second spec lamp"})
     response = await api.get("/products", params={"user_id": user_id, "limit": "1"})
     assert response.status == 200
-    assert "Link" in response.headers  # more rows: every documented header is present
+    assert "Link" in response.headers  # more rows: the next page's link
     await check_against_spec(spec, response, "get", "/products")
     assert len(await response.json()) == 1
 
