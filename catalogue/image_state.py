@@ -9,6 +9,10 @@ A product holds one entry per source, in source order:
   Every queued job takes the product's next revision, and a job's results land only on entries
   still pending at its revision: a result never lands on a newer state (a change, a reprocess),
   and a removed source takes nothing.
+- `fingerprint` (only on an entry with an output the worker recorded it for) names the image
+  settings the output was produced under (catalogue/fingerprint.py): an output whose fingerprint
+  differs from the current settings' is outdated, and `python -m compressor.reprocess
+  --outdated` processes it again.
 
 The API (create, change, reprocess) and the worker (results, dead letters) both change entries,
 so the rules live here, once.
@@ -33,6 +37,8 @@ class Outcome:
     url: str | None = None
     key: str | None = None
     error: str | None = None
+    # The settings the output was produced under (catalogue/fingerprint.py); None: unknown.
+    fingerprint: str | None = None
 
 
 def new_entry(source: str, revision: int) -> Entry:
@@ -119,13 +125,37 @@ def apply_outcomes(
             # A failed reprocess keeps showing the previous output, with the error.
             changed.append({**entry, "status": FAILED, "error": outcome.error})
         else:
-            changed.append(
-                {**entry, "status": READY, "url": outcome.url, "key": outcome.key, "error": None}
-            )
+            changed.append(_with_output(entry, outcome))
     if not landed:
         return None
     unreferenced = referenced_keys(entries) - referenced_keys(changed)
     return Change(changed, (), unreferenced)
+
+
+def _with_output(entry: Entry, outcome: Outcome) -> Entry:
+    ready = {**entry, "status": READY, "url": outcome.url, "key": outcome.key, "error": None}
+    # The fingerprint belongs to the output: a new output without one drops the old one's.
+    ready.pop("fingerprint", None)
+    if outcome.fingerprint is not None:
+        ready["fingerprint"] = outcome.fingerprint
+    return ready
+
+
+def awaiting(entries: Sequence[Entry], revision: int) -> tuple[str, ...]:
+    """The sources (in order, once each) whose entries are pending at `revision`: what the job
+    of that revision still has to process. Empty when the job has nothing left to land on (a
+    redelivery, or the product changed since it was queued)."""
+    return tuple(
+        dict.fromkeys(
+            e["source"] for e in entries if e["status"] == PENDING and e["revision"] == revision
+        )
+    )
+
+
+def outdated(entries: Iterable[Entry], fingerprint: str) -> bool:
+    """Whether any output shown was produced under other image settings than `fingerprint`
+    (or under unknown ones: outputs recorded before fingerprints were)."""
+    return any(e.get("key") and e.get("fingerprint") != fingerprint for e in entries)
 
 
 def fail_pending(entries: Sequence[Entry], revision: int, reason: str) -> Change | None:

@@ -1,4 +1,5 @@
-"""Sending a job that cannot finish to the dead-letter topic, then marking its product failed.
+"""Sending a job that cannot finish to the dead-letter topic, then marking the entries it left
+pending failed (those still pending at its revision: a product changed since keeps its state).
 
 Until the dead letter is stored, the job is not finished: a Kafka that is down is waited out,
 and a shutdown abandons the job uncommitted, so it is redelivered rather than lost. Only a dead
@@ -15,7 +16,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 
-from catalogue.jobs import ImageJob
+from catalogue.jobs import ImageJob, Job
 from catalogue.retry import RetryPolicy, retry
 from compressor.consumer import Message
 from compressor.dlq import dead_letter_headers
@@ -32,7 +33,7 @@ PUBLISH_TIMEOUT_S = 30.0
 
 
 class FailedProducts(Protocol):
-    async def mark_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
+    async def mark_failed(self, job: ImageJob, reason: str) -> None:
         """See compressor.results.ProductResults."""
 
 
@@ -66,10 +67,10 @@ class DeadLetters:
         self.retry_policy = retry_policy
 
     async def send(
-        self, message: Message, error: BaseException, *, attempts: int, job: ImageJob | None
+        self, message: Message, error: BaseException, *, attempts: int, job: Job | None
     ) -> None:
-        """Stores the message with the error on the dead-letter topic, then marks the job's
-        product failed (a poison message has no job, and no product to mark)."""
+        """Stores the message with the error on the dead-letter topic, then marks the image
+        job's entries failed (a poison message has no job, and a clean-up no entries to mark)."""
         headers = dead_letter_headers(
             error_class=error_class(error),
             error_message=str(error),
@@ -107,7 +108,7 @@ class DeadLetters:
             log.error(
                 "job.dead_lettered", extra={**where, "error": str(error), "attempts": attempts}
             )
-        if job is not None:
+        if isinstance(job, ImageJob):
             await self._mark_failed(job, str(error))
 
     async def _publish(self, message: Message, headers: list[tuple[str, bytes]]) -> None:
@@ -120,9 +121,9 @@ class DeadLetters:
 
     async def _mark_failed(self, job: ImageJob, reason: str) -> None:
         try:
-            await self.products.mark_failed(job.product_id, job.image_urls, reason)
+            await self.products.mark_failed(job, reason)
         except Exception as exc:
-            # The dead letter holds the job; the product stays pending until it is replayed.
+            # The dead letter holds the job; its entries stay pending until it is replayed.
             log.error(
                 "job.mark_failed_error", extra={"product_id": job.product_id, "error": repr(exc)}
             )

@@ -8,11 +8,19 @@ the time, next to the original key and payload.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from catalogue import cache as product_cache
+from catalogue import image_state
+from catalogue.jobs import ImageJob, PoisonJob, decode_job
+from catalogue.product_json import render_product
+from db import products
 
 PREFIX = "dlq."
 
@@ -112,6 +120,43 @@ async def read_all(
         await consumer.stop()
 
 
+@dataclass(slots=True)
+class Replayed:
+    published: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+async def reopen(
+    conn: asyncpg.Connection, cache: product_cache.ProductCache, job: ImageJob
+) -> bool:
+    """Puts the entries a dead-lettered image job failed back to pending (at its revision, in
+    one transaction) and the row into the cache; whether the job has entries to land on now
+    (False: the product changed or went since, and replaying it would do nothing)."""
+    async with conn.transaction():
+        locked = await products.lock_images(conn, job.product_id)
+        if locked is None:
+            return False
+        entries = orjson.loads(locked["images"])
+        reopened = image_state.reopen_failed(entries, job.revision)
+        row = None
+        if reopened is not None:
+            entries = reopened
+            row = await products.save_images(
+                conn,
+                job.product_id,
+                reopened,
+                status=image_state.processing_status(reopened),
+                revision=locked["images_revision"],
+            )
+    if row is not None:
+        await cache.put_fresh(job.product_id, row["version"], render_product(row))
+    # Reopened now, or by an earlier replay whose publish never happened: pending either way.
+    return bool(image_state.awaiting(entries, job.revision))
+
+
 async def replay(
     bootstrap_servers: str,
     dlq_topic: str,
@@ -119,43 +164,57 @@ async def replay(
     *,
     product_id: str | None,
     postgres_url: str,
-) -> int:
+    redis_url: str,
+    cache_ttl_s: int = 3600,
+) -> Replayed:
     """Puts dead letters (all, or one product's) back on the jobs topic with their original key
-    and payload, after reopening their failed products (the worker skips products that are not
-    pending). Replaying twice is harmless: the worker is idempotent."""
-    import asyncpg
-    from aiokafka import AIOKafkaProducer
-
-    from catalogue.ids import id_from_text
-    from db.products import reopen_failed
-
+    and payload, after reopening the entries their image jobs failed (the worker skips a job
+    with no entry pending at its revision). A letter whose product changed since (reprocessed,
+    its images changed, deleted) is skipped: its job has nothing left to land on; so is a
+    poison message and a second letter of the same job. Clean-up jobs go back as they are.
+    Replaying twice is harmless: the worker is idempotent."""
     letters = [
         letter
         for letter in await read_all(bootstrap_servers, dlq_topic)
         if product_id is None or letter.product_id == product_id
     ]
-    ids = [i for letter in letters if (i := id_from_text(letter.product_id)) is not None]
+    result, chosen, seen = Replayed(), list[DeadLetter](), set[bytes | None]()
     conn = await asyncpg.connect(postgres_url)
+    cache = product_cache.ProductCache(
+        product_cache.connect(redis_url), ttl_s=cache_ttl_s, negative_ttl_s=5
+    )
     try:
-        await reopen_failed(conn, ids)
+        for letter in letters:
+            try:
+                job = decode_job(letter.value)
+            except PoisonJob:
+                result.skip("poison")
+                continue
+            if letter.value in seen:
+                result.skip("duplicate")
+            elif isinstance(job, ImageJob) and not await reopen(conn, cache, job):
+                result.skip("changed_since")
+            else:
+                chosen.append(letter)
+            seen.add(letter.value)
     finally:
         await conn.close()
+        await cache.client.aclose()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True)
     await producer.start()
     try:
-        for letter in letters:
+        for letter in chosen:
             await producer.send_and_wait(jobs_topic, letter.value, key=letter.key)
+            result.published += 1
     finally:
         await producer.stop()
-    return len(letters)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import asyncio
     import sys
-
-    import orjson
 
     from config import load_settings_or_exit
 
@@ -186,16 +245,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"{len(letters)} dead letter(s)", file=sys.stderr)
         return 0
-    count = asyncio.run(
+    result = asyncio.run(
         replay(
             servers,
             settings.kafka_dlq_topic,
             settings.kafka_jobs_topic,
             product_id=None if args.all else args.product_id,
             postgres_url=settings.postgres_url,
+            redis_url=settings.redis_url,
+            cache_ttl_s=settings.cache_ttl_seconds,
         )
     )
-    print(f"replayed {count} dead letter(s) onto {settings.kafka_jobs_topic}", file=sys.stderr)
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.skipped.items()))
+    print(
+        f"replayed {result.published} dead letter(s) onto {settings.kafka_jobs_topic}"
+        + (f"; skipped {sum(result.skipped.values())} ({skipped})" if skipped else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from compressor.metrics import WorkerMetrics
-from compressor.pipeline import Stage
+from compressor.stages import Stage
 
 log = logging.getLogger("compressor")
 

@@ -38,3 +38,17 @@ class WorkerMetrics:
             "Compression pools rebuilt after a child died or a compression overran",
             registry=self.registry,
         )
+        # Stored objects deleted, by why: delete_objects (a clean-up job), superseded or unused
+        # (a job's uploads nothing took), job_failed, gc.
+        self.objects_deleted = Counter(
+            "worker_objects_deleted",
+            "Stored objects deleted because nothing references them",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.storage_gc_runs = Counter(
+            "worker_storage_gc_runs",
+            "Periodic storage garbage collections by outcome (ran, busy, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )

@@ -1,4 +1,10 @@
-"""One job, one product: download → compress → upload every image, then one database update.
+"""One job, one product: download → compress → upload every image, then one database write.
+
+Only the job's sources still waiting for it are processed (pending at its revision), and the
+write lands only on those (compressor.results): a job that the product outgrew meanwhile writes
+nothing, and what it uploaded is discarded (compressor.cleanup), as are uploads of a job that
+failed. Each upload is held (compressor.claims) until the write is over, so no clean-up in this
+process deletes an object a job is about to reference.
 
 Each stage has its own concurrency bound (the CLI's --download-concurrency, --processes,
 --upload-concurrency): images of many jobs flow through the stages at once, waiting in the
@@ -14,18 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+from catalogue.fingerprint import settings_fingerprint
 from catalogue.images import image_key
 from catalogue.jobs import ImageJob
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
+from compressor.claims import JobUploads
+from compressor.cleanup import ObjectCleanup
 from compressor.compress import CompressedImage, CompressOptions, output_format
 from compressor.download import Downloaded
 from compressor.errors import JobExhausted, classify
 from compressor.metrics import WorkerMetrics
-from compressor.results import ImageResult, ProductResults, outcome
+from compressor.results import SUPERSEDED, ImageResult, ProductResults, Recorded, outcome
+from compressor.stages import Stage
 from compressor.storage import public_url
 from config import Settings
 
@@ -60,36 +69,6 @@ class Store(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> str: ...
 
 
-class Stage:
-    """A concurrency bound with its queue depth and the slots in use, for metrics."""
-
-    def __init__(self, name: str, slots: int) -> None:
-        self.name = name
-        self._semaphore = asyncio.Semaphore(slots)
-        self.waiting = 0
-        self.active = 0
-
-    async def acquire(self) -> None:
-        self.waiting += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self.waiting -= 1
-        self.active += 1
-
-    def release(self) -> None:
-        self.active -= 1
-        self._semaphore.release()
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
-
 class Pipeline:
     def __init__(
         self,
@@ -99,6 +78,7 @@ class Pipeline:
         pool: Compressor,
         storage: Store,
         results: ProductResults,
+        cleanup: ObjectCleanup,
         metrics: WorkerMetrics,
         download_concurrency: int,
         upload_concurrency: int,
@@ -108,8 +88,11 @@ class Pipeline:
         self.pool = pool
         self.storage = storage
         self.results = results
+        self.cleanup = cleanup
         self.metrics = metrics
         self.retry_policy = job_retry_policy(settings)
+        # Recorded with every output: `python -m compressor.reprocess --outdated` compares it.
+        self.fingerprint = settings_fingerprint(settings)
         self.options = CompressOptions(
             max_dimension=settings.image_max_dimension,
             quality=settings.image_quality,
@@ -124,31 +107,69 @@ class Pipeline:
         }
 
     async def process(self, job: ImageJob) -> str:
-        """Runs the job to its final status; raises JobExhausted when it cannot finish.
+        """Runs the job to its end and returns its outcome (done, partial, failed; superseded
+        when it came too late to land; skipped or missing); raises JobExhausted when it cannot
+        finish.
 
-        A job whose product is no longer pending is skipped: it is a redelivery (commits trail
-        the slowest job of a partition, so a restart or rebalance hands finished jobs out
-        again), and running it again could only undo the result, e.g. mark a done product
-        failed because a source URL has expired since. Replaying a dead letter reopens its
-        product first (`python -m compressor.dlq replay`)."""
+        A job none of whose sources still waits for it is skipped without a download: it is a
+        redelivery (commits trail the slowest job of a partition, so a restart or rebalance
+        hands finished jobs out again), or the product changed since it was queued, and running
+        it again could only undo a result, e.g. mark a done image failed because its URL has
+        expired since. Replaying a dead letter reopens its entries first (`python -m
+        compressor.dlq replay`)."""
         started = time.perf_counter()
         product_id = job.product_id
-        current = await self._job_step(lambda: self.results.status(product_id), "load", product_id)
-        if current != "pending":
+        sources = await self._job_step(lambda: self.results.awaiting(job), "load", product_id)
+        if not sources:
+            skipped = "missing" if sources is None else "skipped"
             self.metrics.jobs.labels("skipped").inc()
-            log.info("job.skipped", extra={"product_id": product_id, "status": current})
-            return current or "missing"
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._image(product_id, u)) for u in job.image_urls]
-        results = [t.result() for t in tasks]
-        status = outcome(results)
-        await self._job_step(
-            lambda: self.results.record(product_id, results, status), "finish", product_id
-        )
+            log.info(
+                "job.skipped",
+                extra={"product_id": product_id, "revision": job.revision, "reason": skipped},
+            )
+            return skipped
+        results, recorded = await self._run(job, sources)
+        status = outcome(results) if recorded.landed else SUPERSEDED
         ms = round((time.perf_counter() - started) * 1000, 1)
         self.metrics.jobs.labels(status).inc()
-        log.info("job.done", extra={"product_id": product_id, "status": status, "ms": ms})
+        extra = {"product_id": product_id, "revision": job.revision, "status": status, "ms": ms}
+        if recorded.landed:
+            log.info("job.done", extra={**extra, "product_status": recorded.product_status})
         return status
+
+    async def _run(
+        self, job: ImageJob, sources: tuple[str, ...]
+    ) -> tuple[list[ImageResult], Recorded]:
+        """The images, then the write; the job's uploads nothing took are discarded after it,
+        those of a job that failed too (what the discard misses, the garbage collection takes)."""
+        product_id = job.product_id
+        uploads = JobUploads(self.cleanup.claims)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._image(product_id, u, uploads)) for u in sources]
+            results = [t.result() for t in tasks]
+            recorded = await self._job_step(
+                lambda: self.results.record(job, results), "finish", product_id
+            )
+        except Exception:
+            uploads.release()
+            await self.cleanup.discard(product_id, uploads.keys, reason="job_failed")
+            raise
+        finally:
+            uploads.release()  # cancelled too (a revoke, a shutdown): once in any case
+        reason = "unused" if recorded.landed else SUPERSEDED
+        discarded = await self.cleanup.discard(product_id, recorded.unused, reason=reason)
+        if not recorded.landed:
+            log.info(
+                "job.superseded",
+                extra={
+                    "product_id": product_id,
+                    "revision": job.revision,
+                    "uploaded": len(uploads.keys),
+                    "discarded": discarded,
+                },
+            )
+        return results, recorded
 
     async def _job_step(self, call: Callable[[], Awaitable[T]], step: str, product_id: int) -> T:
         """A database step of the whole job (logged as job.<step>.retry), retried on any error;
@@ -161,7 +182,7 @@ class Pipeline:
             gave_up = JobExhausted(classify(exhausted.last).detached(), exhausted.attempts)
         raise gave_up  # outside the except: it carries nothing of the failed attempts
 
-    async def _image(self, product_id: int, source: str) -> ImageResult:
+    async def _image(self, product_id: int, source: str, uploads: JobUploads) -> ImageResult:
         """One image, its transient failures retried: its URL, or the permanent failure that the
         job records while its other images go on. Raises JobExhausted when attempts run out."""
         where = {"product_id": product_id, "image": source}
@@ -174,8 +195,8 @@ class Pipeline:
             log.info("image.retry", extra=extra)
 
         try:
-            url = await retry(
-                lambda: self._image_once(product_id, source),
+            url, key = await retry(
+                lambda: self._image_once(product_id, source, uploads),
                 self.retry_policy,
                 what="image",
                 is_transient=lambda error: classify(error).transient,
@@ -189,7 +210,7 @@ class Pipeline:
             # Detached: the result outlives this block, and must not keep error's traceback.
             return ImageResult(source, failure=classify(error).detached())
         else:
-            return ImageResult(source, url=url)
+            return ImageResult(source, url=url, key=key, fingerprint=self.fingerprint)
         raise gave_up  # outside the except, as above
 
     def _image_failed(self, error: BaseException, attempt: int, where: dict[str, object]) -> None:
@@ -207,9 +228,11 @@ class Pipeline:
         else:
             log.warning("image.failed", extra=fields)
 
-    async def _image_once(self, product_id: int, source: str) -> str:
+    async def _image_once(
+        self, product_id: int, source: str, uploads: JobUploads
+    ) -> tuple[str, str]:
         image = await self._compressed(product_id, source)
-        return await self._uploaded(product_id, source, image)
+        return await self._uploaded(product_id, source, image, uploads)
 
     async def _compressed(self, product_id: int, source: str) -> CompressedImage:
         """Downloads and compresses one image; the source is dropped when this returns, before
@@ -250,8 +273,12 @@ class Pipeline:
         )
         return image
 
-    async def _uploaded(self, product_id: int, source: str, image: CompressedImage) -> str:
+    async def _uploaded(
+        self, product_id: int, source: str, image: CompressedImage, uploads: JobUploads
+    ) -> tuple[str, str]:
+        """The object's public URL and its key (as entries name it, without any S3 prefix)."""
         key = image_key(product_id, image.data, image.extension)
+        await uploads.hold(key)  # before the upload: no clean-up here takes it from now on
         async with self.stages["upload"].slot():
             started = time.perf_counter()
             with self.metrics.stage_seconds.labels("upload").time():
@@ -267,4 +294,4 @@ class Pipeline:
             },
         )
         self.metrics.images.labels("done").inc()
-        return url
+        return url, key

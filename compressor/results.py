@@ -1,4 +1,12 @@
-"""What a job leaves behind: the product's final row in PostgreSQL, then its fresh cached copy.
+"""What a job leaves behind: the product's image entries in PostgreSQL, then its fresh cached copy.
+
+A job's results land in one transaction, under the row's lock, and only on the entries still
+pending at the job's revision (catalogue.image_state.apply_outcomes): a job queued for an older
+image list, or for a product deleted since, writes nothing at all (no entries, no cache entry),
+and its uploads are the caller's to discard. Outputs a result replaces (a reprocess) are handed
+to a `DeleteObjects` job written to the outbox in the same transaction, so a crash between the
+write and the clean-up loses nothing. Then the cache gets the row's new version, which it stores
+only over an older one.
 
 The pipeline records the outcome of a job it ran; the dead letters mark a job that could not
 finish failed. Both write the same way, through ProductResults.
@@ -7,86 +15,164 @@ finish failed. Both write the same way, through ProductResults.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
+from catalogue import image_state
+from catalogue.jobs import DeleteObjects, ImageJob, encode_job, job_key
 from catalogue.product_json import render_product
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
 from compressor.errors import ImageFailure
-from db import products
+from db import outbox, products
+from db.outbox import OutboxMessage
 
 log = logging.getLogger("compressor")
+
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)
 class ImageResult:
+    """One source of a job: its output (url, storage key, the settings' fingerprint) or its
+    failure."""
+
     source: str
     url: str | None = None
     failure: ImageFailure | None = None
+    key: str | None = None
+    fingerprint: str | None = None
+
+    def outcome(self) -> image_state.Outcome:
+        if self.failure is not None:
+            return image_state.Outcome(self.source, error=str(self.failure))
+        return image_state.Outcome(
+            self.source, url=self.url, key=self.key, fingerprint=self.fingerprint
+        )
 
 
 def outcome(results: list[ImageResult]) -> str:
+    """The job's own outcome: done, partial or failed."""
     failed = sum(1 for r in results if r.failure is not None)
     if failed == 0:
         return "done"
     return "failed" if failed == len(results) else "partial"
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a job's write did: `landed` (False: the product changed or went since the job was
+    queued, and nothing was written), the product's status after it, and the job's uploads that
+    no entry references (to discard)."""
+
+    landed: bool
+    product_status: str
+    unused: frozenset[str]
+
+
 class FreshCache(Protocol):
     """The part of catalogue.cache.ProductCache the worker writes through."""
 
-    async def put_fresh_or_raise(self, product_id: int, body: bytes) -> None: ...
+    async def put_fresh_or_raise(self, product_id: int, version: int, body: bytes) -> bool: ...
+
+
+Entries = list[dict[str, Any]]
+Decide = Callable[[Entries], image_state.Change | None]
 
 
 class ProductResults:
     def __init__(
-        self, db: asyncpg.Pool, cache: FreshCache, *, retry_policy: RetryPolicy, cache_ttl_s: int
+        self,
+        db: asyncpg.Pool,
+        cache: FreshCache,
+        *,
+        retry_policy: RetryPolicy,
+        cache_ttl_s: int,
+        jobs_topic: str,
     ) -> None:
         self.db = db
         self.cache = cache
         self.retry_policy = retry_policy
         self.cache_ttl_s = cache_ttl_s
+        self.jobs_topic = jobs_topic
 
-    async def status(self, product_id: int) -> str | None:
-        """The product's processing status; None if there is no such product."""
-        return await products.processing_status(self.db, product_id)
+    async def awaiting(self, job: ImageJob) -> tuple[str, ...] | None:
+        """The job's sources whose entries still wait for it (pending at its revision); None if
+        there is no such product."""
+        entries = await products.image_entries(self.db, job.product_id)
+        if entries is None:
+            return None
+        waiting = set(image_state.awaiting(entries, job.revision))
+        return tuple(s for s in dict.fromkeys(job.image_urls) if s in waiting)
 
-    async def record(self, product_id: int, results: list[ImageResult], status: str) -> None:
-        """Writes the job's outcome: one UPDATE, then the fresh value into the cache."""
-        row = await products.finish_processing(
-            self.db,
-            product_id,
-            compressed_images=[r.url for r in results if r.url is not None],
-            status=status,
-            errors=[
-                {"image": r.source, "error": str(r.failure)}
-                for r in results
-                if r.failure is not None
-            ],
+    async def record(self, job: ImageJob, results: Sequence[ImageResult]) -> Recorded:
+        """Lands the job's outcomes (one transaction), then refreshes the cache."""
+        outcomes = [r.outcome() for r in results]
+        uploaded = {r.key for r in results if r.key is not None}
+        row, entries = await self._write(
+            job, lambda entries: image_state.apply_outcomes(entries, job.revision, outcomes)
+        )
+        unused = frozenset(uploaded - image_state.referenced_keys(entries))
+        if row is None:
+            return Recorded(False, image_state.processing_status(entries), unused)
+        await self._refresh_cache(job.product_id, row)
+        return Recorded(True, image_state.processing_status(entries), unused)
+
+    async def mark_failed(self, job: ImageJob, reason: str) -> None:
+        """Marks the entries a dead-lettered job leaves pending failed, naming the reason."""
+        error = str(ImageFailure("dead_lettered", transient=False, detail=reason))
+        row, _ = await self._write(
+            job, lambda entries: image_state.fail_pending(entries, job.revision, error)
         )
         if row is None:
-            log.warning("job.product_missing", extra={"product_id": product_id})
+            log.info(
+                "job.mark_failed_superseded",
+                extra={"product_id": job.product_id, "revision": job.revision},
+            )
             return
-        await self._refresh_cache(product_id, render_product(row))
+        await self._refresh_cache(job.product_id, row)
 
-    async def mark_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
-        """Marks a dead-lettered product failed, naming the reason for each image."""
-        failure = ImageFailure("dead_lettered", transient=False, detail=reason)
-        await self.record(product_id, [ImageResult(s, failure=failure) for s in sources], "failed")
+    async def _write(self, job: ImageJob, decide: Decide) -> tuple[asyncpg.Record | None, Entries]:
+        """The row (None when nothing was written) and the entries after the transaction (an
+        empty list for a product that is gone)."""
+        async with self.db.acquire() as conn, conn.transaction():
+            locked = await products.lock_images(conn, job.product_id)
+            if locked is None:
+                return None, []
+            entries: Entries = orjson.loads(locked["images"])
+            change = decide(entries)
+            if change is None:
+                return None, entries
+            row = await products.save_images(
+                conn,
+                job.product_id,
+                change.entries,
+                status=image_state.processing_status(change.entries),
+                revision=locked["images_revision"],
+            )
+            if change.unreferenced:
+                await outbox.insert(conn, self._delete_message(job.product_id, change.unreferenced))
+        return row, change.entries
 
-    async def _refresh_cache(self, product_id: int, body: bytes) -> None:
-        """Stores the processed product in Redis and tells every API process (plain SET: this is
-        the freshest value, and readers only ever SET NX).
+    def _delete_message(self, product_id: int, keys: set[str]) -> OutboxMessage:
+        payload = encode_job(DeleteObjects(product_id, tuple(sorted(keys))))
+        return OutboxMessage(self.jobs_topic, job_key(product_id), payload.decode())
+
+    async def _refresh_cache(self, product_id: int, row: asyncpg.Record) -> None:
+        """Stores the written row in Redis under its version and tells every API process; the
+        cache keeps a newer version if one is there already (a change that landed meanwhile).
 
         Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
         cached for its whole TTL. If Redis stays unreachable, the database holds the result and
         the job is done all the same; what is left is a cached copy that may be stale until it
         expires, and that is logged."""
+        version, body = row["version"], render_product(row)
         try:
             await retry(
-                lambda: self.cache.put_fresh_or_raise(product_id, body),
+                lambda: self.cache.put_fresh_or_raise(product_id, version, body),
                 self.retry_policy,
                 what="cache.refresh",
                 log_extra={"product_id": product_id},

@@ -5,8 +5,11 @@ Who does what:
 - compressor.consumer: the consume loop, backpressure, offsets, commits and rebalances;
 - compressor.handling: one message, decoded and run, dead-lettered if it cannot finish;
 - compressor.pipeline: one job, download → compress (the pool) → upload, retried per image;
-- compressor.results: the product's final row and its fresh cached copy;
-- compressor.dead_letters: the dead-letter topic, and marking the product failed;
+- compressor.results: the job's write of the product's entries and its fresh cached copy;
+- compressor.cleanup, compressor.claims: deleting stored objects nothing references (clean-up
+  jobs, a superseded job's uploads), never one a job of this process is about to reference;
+- compressor.dead_letters: the dead-letter topic, and marking the job's entries failed;
+- compressor.gc_periodic: the storage garbage collection every STORAGE_GC_INTERVAL_SECONDS;
 - compressor.endpoints: /metrics and /healthz.
 """
 
@@ -18,22 +21,26 @@ import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from catalogue import cache as product_cache
 from catalogue.retry import RetryPolicy, retry
 from catalogue.topics import ensure_job_topics
+from compressor.claims import KeyClaims
+from compressor.cleanup import ObjectCleanup
 from compressor.consumer import JobConsumer
 from compressor.dead_letters import DeadLetters
 from compressor.download import Downloader, create_session
 from compressor.endpoints import WorkerEndpoints
+from compressor.gc_periodic import PeriodicGc
 from compressor.handling import JobHandler
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Pipeline, job_retry_policy
 from compressor.pool import CompressionPool
 from compressor.results import ProductResults
-from compressor.storage import create_storage
+from compressor.storage import Storage, create_storage
 from config import Settings
 from db.pool import create_pool
 
@@ -109,6 +116,7 @@ class Supervisor:
         redis = await enter(product_cache.connect(settings.redis_url))
         session = await enter(create_session(settings, connections=options.download_concurrency))
         storage = await enter(create_storage(settings, threads=options.upload_concurrency))
+        cleanup = await self._cleanup(resources, db, storage)
         cache = product_cache.ProductCache(
             redis,
             ttl_s=settings.cache_ttl_seconds,
@@ -119,6 +127,7 @@ class Supervisor:
             cache,
             retry_policy=job_retry_policy(settings),
             cache_ttl_s=settings.cache_ttl_seconds,
+            jobs_topic=settings.kafka_jobs_topic,
         )
         pipeline = Pipeline(
             settings=settings,
@@ -126,11 +135,33 @@ class Supervisor:
             pool=pool,
             storage=storage,
             results=results,
+            cleanup=cleanup,
             metrics=self.metrics,
             download_concurrency=options.download_concurrency,
             upload_concurrency=options.upload_concurrency,
         )
         return pipeline, results
+
+    async def _cleanup(
+        self, resources: AsyncExitStack, db: asyncpg.Pool, storage: Storage
+    ) -> ObjectCleanup:
+        """Deleting what nothing references: clean-up jobs, discarded uploads, and the periodic
+        garbage collection (running from here until the stack closes)."""
+        settings = self.settings
+        claims = KeyClaims()
+        await resources.enter_async_context(
+            PeriodicGc(
+                settings.postgres_url,
+                storage,
+                claims,
+                self.metrics,
+                interval_s=settings.storage_gc_interval_seconds,
+                grace_s=settings.storage_gc_grace_seconds,
+            )
+        )
+        return ObjectCleanup(
+            db, storage, claims, self.metrics, retry_policy=job_retry_policy(settings)
+        )
 
     async def _consumer(
         self, resources: AsyncExitStack, pipeline: Pipeline, results: ProductResults
@@ -157,7 +188,7 @@ class Supervisor:
         )
         consumer = JobConsumer(
             kafka,
-            JobHandler(pipeline, dead_letters),
+            JobHandler(pipeline, pipeline.cleanup, dead_letters),
             self.stopping,
             max_inflight_jobs=options.max_inflight_jobs,
             shutdown_timeout_s=options.shutdown_timeout_s,

@@ -279,6 +279,20 @@ class Settings:
         parse.float_between(0.0, 3600),
         "Base of the exponential backoff between attempts.",
     )
+    storage_gc_interval_seconds: float = _env_field(
+        "STORAGE_GC_INTERVAL_SECONDS",
+        21600.0,
+        parse.float_between(0, 30 * 86400),
+        "How often each worker tries to run the storage garbage collection (python -m "
+        "compressor.gc), one worker at a time across the group; 0 turns it off.",
+    )
+    storage_gc_grace_seconds: float = _env_field(
+        "STORAGE_GC_GRACE_SECONDS",
+        3600.0,
+        parse.float_between(0, 30 * 86400),
+        "Age below which the periodic storage garbage collection keeps an unreferenced object "
+        "(its upload's database write may still be in flight).",
+    )
     # -- worker supervisor (each also a run_workers.py flag) ------------------------------------------
     worker_processes: int = _env_field(
         "WORKER_PROCESSES", 0, parse.int_between(0, 1024), "Compression processes; 0 = CPU count."

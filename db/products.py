@@ -242,3 +242,58 @@ async def save_images(
     if row is None:  # never: the caller holds the row's lock
         raise RuntimeError(f"product {product_id} vanished under its lock")
     return row
+
+
+# -- selecting products to reprocess (python -m compressor.reprocess) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReprocessFilter:
+    """Products with images, narrowed by every criterion given (all of them must hold)."""
+
+    user_id: int | None = None
+    statuses: tuple[str, ...] = ()  # processing_status values
+    # Products showing an output produced under other image settings than this fingerprint
+    # (catalogue/fingerprint.py), or under unknown ones (no fingerprint recorded).
+    outdated_fingerprint: str | None = None
+
+
+_OUTDATED = """EXISTS (SELECT 1 FROM jsonb_array_elements(images) AS entry
+                WHERE entry ->> 'key' IS NOT NULL
+                  AND (entry ->> 'fingerprint') IS DISTINCT FROM ${})"""
+
+
+def reprocess_conditions(filters: ReprocessFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions and their arguments ($1…), each a constant fragment."""
+    conditions = ["jsonb_array_length(images) > 0"]
+    args: list[Any] = []
+    optional = (
+        (filters.user_id, "user_id = ${}"),
+        (list(filters.statuses) or None, "processing_status::text = ANY(${}::text[])"),
+        (filters.outdated_fingerprint, _OUTDATED),
+    )
+    for value, fragment in optional:
+        if value is not None:
+            args.append(value)
+            conditions.append(fragment.format(len(args)))
+    return conditions, args
+
+
+async def reprocess_candidates(
+    conn: Executor, filters: ReprocessFilter, *, after_id: int = 0, limit: int = 500
+) -> list[int]:
+    """The ids of matching products above `after_id`, ascending: one page of a keyset walk."""
+    conditions, args = reprocess_conditions(filters)
+    args += [after_id, limit]
+    sql = (
+        f"SELECT id FROM products WHERE {' AND '.join(conditions)} AND id > ${len(args) - 1} "
+        f"ORDER BY id LIMIT ${len(args)}"
+    )
+    return [record["id"] for record in await conn.fetch(sql, *args)]
+
+
+async def count_reprocess_candidates(conn: Executor, filters: ReprocessFilter) -> int:
+    conditions, args = reprocess_conditions(filters)
+    return await conn.fetchval(
+        f"SELECT count(*) FROM products WHERE {' AND '.join(conditions)}", *args
+    )

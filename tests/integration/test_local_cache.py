@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from catalogue import image_state
 from catalogue.cache import ProductCache, connect
 from catalogue.product_json import render_product
 from db import products
@@ -58,13 +60,27 @@ async def test_a_fresh_value_replaces_the_local_copies_in_every_process(
         assert body["processing_status"] == "pending"
         assert client.server.app[LOCAL_CACHE].get(product_id) is not None  # held locally now
 
-    # What the worker does when it finishes: one UPDATE, then the fresh value into the cache.
-    row = await products.finish_processing(
-        db, product_id, compressed_images=["http://cdn.test/v.jpg"], status="done", errors=[]
-    )
+    # What the worker does when it finishes: its outcomes land in one transaction, then the
+    # fresh value goes into the cache under the row's new version.
+    async with db.acquire() as conn, conn.transaction():
+        locked = await products.lock_images(conn, product_id)
+        outcome = image_state.Outcome(
+            "http://127.0.0.1:1/vase.jpg", url="http://cdn.test/v.jpg", key="products/v.jpg"
+        )
+        change = image_state.apply_outcomes(
+            orjson.loads(locked["images"]), locked["images_revision"], [outcome]
+        )
+        assert change is not None
+        row = await products.save_images(
+            conn,
+            product_id,
+            change.entries,
+            status=image_state.processing_status(change.entries),
+            revision=locked["images_revision"],
+        )
     worker_cache = ProductCache(connect(settings.redis_url), ttl_s=60, negative_ttl_s=5)
     try:
-        assert await worker_cache.put_fresh(product_id, render_product(row))
+        assert await worker_cache.put_fresh(product_id, row["version"], render_product(row))
     finally:
         await worker_cache.client.aclose()
 

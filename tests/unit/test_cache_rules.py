@@ -6,7 +6,17 @@ import logging
 
 import pytest
 
-from catalogue.cache import CACHE_ERRORS, Lookup, ProductCache, connect, product_key
+from catalogue.cache import (
+    CACHE_ERRORS,
+    NOT_FOUND,
+    TOMBSTONE_VERSION,
+    Lookup,
+    ProductCache,
+    connect,
+    frame,
+    product_key,
+    unframe,
+)
 
 
 def unreachable_cache(retry_after_s: float = 60.0) -> ProductCache:
@@ -18,7 +28,7 @@ def unreachable_cache(retry_after_s: float = 60.0) -> ProductCache:
 async def test_unreachable_redis_is_bypassed_not_an_error():
     cache = unreachable_cache()
     assert await cache.get(1) is Lookup.BYPASS
-    assert await cache.fill(1, b"{}") is False
+    assert await cache.fill(1, 1, b"{}") is False
     await cache.client.aclose()
 
 
@@ -43,7 +53,7 @@ async def test_fresh_writes_still_try_during_the_bypass_window():
     # A worker's fresh value matters more than saving a round trip: it is attempted anyway.
     cache = unreachable_cache()
     await cache.get(1)
-    assert await cache.put_fresh(1, b"{}") is False
+    assert await cache.put_fresh(1, 1, b"{}") is False
     await cache.client.aclose()
 
 
@@ -51,10 +61,17 @@ async def test_the_worker_s_fresh_write_raises_and_leaves_the_bypass_window_shut
     # The worker retries on its own: it gets the error, and readers are not sent to PostgreSQL.
     cache = unreachable_cache()
     with pytest.raises(CACHE_ERRORS):
-        await cache.put_fresh_or_raise(1, b"{}")
+        await cache.put_fresh_or_raise(1, 1, b"{}")
     assert cache.available
     await cache.client.aclose()
 
 
 def test_product_keys_are_versioned():
-    assert product_key(5) == "product:v1:5"
+    # v2: values framed with the row's version; a v1 value is never read as one.
+    assert product_key(5) == "product:v2:5"
+
+
+def test_a_value_is_the_row_version_and_the_body():
+    assert frame(7, b'{"a":1}') == b'7\n{"a":1}'
+    assert unframe(frame(7, b'{"a":1}')) == b'{"a":1}'
+    assert unframe(frame(TOMBSTONE_VERSION, NOT_FOUND)) == NOT_FOUND

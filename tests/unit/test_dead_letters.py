@@ -1,5 +1,6 @@
 """The worker's dead-letter step with a stand-in producer: it waits out a Kafka that is down,
-and gives up only on a dead letter Kafka will never take."""
+gives up only on a dead letter Kafka will never take, and marks failed only the entries the job
+left pending at its revision."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import cast
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from catalogue.jobs import ImageJob
+from catalogue import image_state
+from catalogue.jobs import DeleteObjects, ImageJob
 from catalogue.retry import RetryPolicy
 from compressor.consumer import Message
 from compressor.dead_letters import DeadLetters
 from compressor.errors import JobExhausted, transient
 from compressor.metrics import WorkerMetrics
+from compressor.results import ProductResults
+from tests.unit.test_pipeline_flow import FlakyCache
+from tests.unit.test_pipeline_flow import Products as InMemoryProducts
 
 RECORD = SimpleNamespace(
     value=b'{"v": 1, "product_id": "7", "product_images": ["https://x/a.jpg"]}',
@@ -49,8 +55,8 @@ class Producer:
 class Products:
     failed: list[int] = field(default_factory=list)
 
-    async def mark_failed(self, product_id: int, sources: tuple[str, ...], reason: str) -> None:
-        self.failed.append(product_id)
+    async def mark_failed(self, job: ImageJob, reason: str) -> None:
+        self.failed.append(job.product_id)
 
 
 def dead_letters_with(producer: Producer) -> DeadLetters:
@@ -100,3 +106,48 @@ async def test_a_dead_letter_kafka_will_never_take_is_logged_not_retried_for_eve
     refused = [r for r in caplog.records if r.getMessage() == "job.dead_letter_refused"]
     assert refused
     assert refused[0].payload == RECORD.value.decode()
+
+
+async def test_a_dead_lettered_clean_up_marks_no_product():
+    dead_letters = dead_letters_with(Producer([]))
+    exhausted = JobExhausted(transient("OSError", "disk gone"), 4)
+
+    await dead_letters.send(MESSAGE, exhausted, attempts=4, job=DeleteObjects(7, ("k",)))
+
+    assert jobs_counted(dead_letters, "dead_lettered") == 1
+    assert failed(dead_letters) == []
+
+
+def results_over(products: InMemoryProducts, cache: FlakyCache) -> ProductResults:
+    return ProductResults(
+        cast(asyncpg.Pool, products),
+        cache,
+        retry_policy=RetryPolicy(base_s=0.0, cap_s=0.0, max_attempts=2),
+        cache_ttl_s=60,
+        jobs_topic="jobs",
+    )
+
+
+async def test_a_dead_letter_fails_the_entries_its_job_left_pending_and_refreshes_the_cache():
+    products, cache = InMemoryProducts(), FlakyCache(failures=0)
+    products.add(7, JOB.image_urls)
+
+    await results_over(products, cache).mark_failed(JOB, "HTTP 503 (after 4 attempts)")
+
+    (entry,) = products.entries(7)
+    assert entry["status"] == "failed"
+    assert entry["error"] == "dead_lettered: HTTP 503 (after 4 attempts)"
+    assert cache.version == products.rows[7]["version"] == 2
+
+
+async def test_a_dead_letter_of_an_older_revision_leaves_the_newer_state_alone():
+    products, cache = InMemoryProducts(), FlakyCache(failures=0)
+    products.add(7, JOB.image_urls)
+    reprocessed = image_state.reprocess(products.entries(7), 2).entries
+    products.rows[7].update(images=reprocessed, images_revision=2)
+
+    await results_over(products, cache).mark_failed(JOB, "HTTP 503")  # JOB: revision 1
+
+    assert products.entries(7)[0]["status"] == "pending"
+    assert products.rows[7]["version"] == 1
+    assert cache.calls == 0

@@ -1,0 +1,77 @@
+"""Which stored objects this worker process is writing, so that no deletion here takes one that a
+job is about to reference.
+
+Keys are content-addressed: two jobs of one product (a reprocess racing the job it supersedes, a
+source removed and added again) may upload the very same key, and one job's clean-up must not
+delete what the other is about to record. A job holds each key it uploads from just before the
+upload until its database write is over; a deletion skips the keys held, and marks the others
+as being deleted, so that a job that wants one of them waits until it is gone and uploads it
+again. A product's jobs and clean-ups all travel on one partition (keyed by its id), so one
+process sees them all; the garbage collection, which may run elsewhere, has its grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+
+class KeyClaims:
+    def __init__(self) -> None:
+        self._held: Counter[str] = Counter()
+        self._deleting: dict[str, asyncio.Event] = {}
+
+    def held(self, key: str) -> bool:
+        return key in self._held
+
+    async def hold(self, key: str) -> None:
+        """Holds `key` (counted: several jobs may), once no deletion of it is under way."""
+        while (deleted := self._deleting.get(key)) is not None:
+            await deleted.wait()
+        self._held[key] += 1
+
+    def release(self, key: str) -> None:
+        self._held[key] -= 1
+        if self._held[key] <= 0:
+            del self._held[key]
+
+    @contextmanager
+    def deleting(self, keys: Iterable[str]) -> Iterator[list[str]]:
+        """The keys (of `keys`, once each) nobody holds and no other deletion is taking: they
+        are this deletion's until the block ends."""
+        mine = [k for k in dict.fromkeys(keys) if k not in self._held and k not in self._deleting]
+        for key in mine:
+            self._deleting[key] = asyncio.Event()
+        try:
+            yield mine
+        finally:
+            for key in mine:
+                self._deleting.pop(key).set()
+
+
+class JobUploads:
+    """The keys one job uploads, each held once, released together when its write is over."""
+
+    def __init__(self, claims: KeyClaims) -> None:
+        self.claims = claims
+        self.keys: set[str] = set()
+        self._released = False
+
+    async def hold(self, key: str) -> None:
+        if key in self.keys:
+            return  # two sources of the job with the same bytes: one key, held once
+        self.keys.add(key)
+        try:
+            await self.claims.hold(key)
+        except BaseException:
+            self.keys.discard(key)
+            raise
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        for key in self.keys:
+            self.claims.release(key)
