@@ -112,7 +112,7 @@ def _id_parameter(name: str, where: str, description: str, *, required: bool = T
         "in": where,
         "required": required,
         "description": description,
-        "schema": _ID,
+        "schema": _ref("schemas", "Id"),
     }
 
 
@@ -694,7 +694,7 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
         },
     }
     user_id: Schema = {
-        "oneOf": [_ID, {"type": "integer", "minimum": 1, "maximum": MAX_ID}],
+        "oneOf": [_ref("schemas", "Id"), {"type": "integer", "minimum": 1, "maximum": MAX_ID}],
         "description": "An id, as digits or a number"
         + (": the caller's own when left out or null (admins must name one)" if keys else ""),
     }
@@ -717,6 +717,7 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
             "description": "The user's first API key: shown once, never stored in clear",
         }
     return {
+        "Id": _ID,
         "Error": {
             "type": "object",
             "required": ["status", "message", "details"],

@@ -192,3 +192,26 @@ async def test_image_route_serves_a_stored_file(client, offline_settings):
     assert response.headers["Content-Type"] == "image/jpeg"
     assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert await response.read() == b"\xff\xd8\xff jpeg"
+
+
+async def test_blank_username_is_a_400_naming_it(client):
+    response = await client.post("/users", json={"username": " \u3000 ", "email": "a@b.co"})
+    body = await expect_error(response, 400, "username")
+    assert body["details"] == {"field": "username"}
+
+
+async def test_an_image_url_with_a_space_is_a_400_naming_it(client):
+    images = ["https://e.com/a b.jpg"]
+    response = await client.post("/products", json={**GOOD, "product_images": images})
+    body = await expect_error(response, 400, "product_images[0]")
+    assert body["details"] == {"field": "product_images[0]"}
+
+
+@pytest.mark.parametrize("cursor", ["", "cDE6MA", "cDE6MQ=="])
+async def test_a_cursor_the_api_did_not_write_is_a_400(client, cursor):
+    response = await client.get("/products", params={"user_id": "1", "cursor": cursor})
+    await expect_error(response, 400, "cursor")
+
+
+async def test_an_id_above_bigint_is_a_400(client):
+    await expect_error(await client.get("/products/9223372036854775808"), 400, "product_id")

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import re
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from catalogue.ids import MAX_ID
 from db.products import ListFilter, like_pattern, list_query
 from server.errors import ApiError
 from server.validation import (
+    CURSOR_PATTERN,
+    EMAIL_PATTERN,
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    NO_NUL_PATTERN,
+    PRICE_RANGE_PATTERN,
+    TEXT_PATTERN,
+    URL_PATTERN,
+    WHITESPACE,
+    NewUser,
     decode_cursor,
     encode_cursor,
     parse_id,
@@ -235,3 +250,204 @@ def test_list_query_binds_every_filter_as_a_parameter():
     assert "drop" not in sql
     assert args == [1, Decimal(1), Decimal(2), "%x'; drop table products; --%", 99, 11]
     assert sorted(re.findall(r"\$\d+", sql)) == ["$1", "$2", "$3", "$4", "$5", "$6"]
+
+
+# -- the patterns the OpenAPI document publishes: each is exactly the rule the parser applies --
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def accepted(parse, *args) -> bool:
+    try:
+        parse(*args)
+    except ApiError as error:
+        status = error.status
+    else:
+        return True
+    assert status == 400
+    return False
+
+
+def test_whitespace_is_what_strip_removes():
+    every = (chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    pattern = re.compile(f"[{WHITESPACE}]")
+    assert {c for c in every if pattern.fullmatch(c)} == {
+        chr(c) for c in range(0x110000) if chr(c).isspace()
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *["1", "9", "10", "0001", "0" * 18 + "1", str(MAX_ID), str(MAX_ID - 1), "1" + "0" * 18],
+        *["0", "00", "", "-1", "1.0", "a", str(MAX_ID + 1), "9" * 19, "0" + str(MAX_ID), "²"],
+    ],
+)
+def test_the_id_pattern_admits_exactly_the_ids(text):
+    documented = bool(re.fullmatch(ID_PATTERN, text)) and len(text) <= MAX_ID_LENGTH
+    assert documented == accepted(parse_id, text, "product_id")
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.integers(min_value=-(10**20), max_value=10**20), st.integers(0, 3))
+def test_the_id_pattern_admits_exactly_the_ids_at_random(number, zeros):
+    text = "0" * zeros + str(number)
+    documented = bool(re.fullmatch(ID_PATTERN, text)) and len(text) <= MAX_ID_LENGTH
+    assert documented == accepted(parse_id, text, "user_id")
+
+
+def test_the_cursor_pattern_admits_exactly_the_cursors_the_api_writes():
+    """Every text of 2 or 3 characters after the prefix (ids of 1 or 2 digits), and a sample of
+    4 (3 digits, a whole base64 group), against what encode_cursor writes."""
+    written = {encode_cursor(n) for n in range(1, 1000)}
+    cursor = re.compile(CURSOR_PATTERN)
+    tails = [*itertools.product(ALPHABET, repeat=2), *itertools.product(ALPHABET, repeat=3)]
+    rng = random.Random(7)
+    tails += [rng.choices(ALPHABET, k=4) for _ in range(100_000)]
+    tails += [list(c.removeprefix("cDE6")) for c in written]
+    for tail in tails:
+        text = "cDE6" + "".join(tail)
+        assert bool(cursor.fullmatch(text)) == (text in written), text
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.integers(min_value=1, max_value=MAX_ID))
+def test_every_cursor_the_api_writes_is_documented_and_reads_back(last_id):
+    assert re.fullmatch(CURSOR_PATTERN, encode_cursor(last_id))
+    assert decode_cursor(encode_cursor(last_id)) == last_id
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.from_regex(CURSOR_PATTERN, fullmatch=True))
+def test_every_documented_cursor_reads(cursor):
+    assert encode_cursor(decode_cursor(cursor)) == cursor
+
+
+@pytest.mark.parametrize("last_id", [0, MAX_ID + 1, 10**19, 10**30])
+def test_cursors_outside_the_ids_are_neither_documented_nor_read(last_id):
+    cursor = encode_cursor(last_id)
+    assert not re.fullmatch(CURSOR_PATTERN, cursor)
+    assert not accepted(decode_cursor, cursor)
+
+
+def test_cursors_are_read_as_written_only():
+    written = encode_cursor(1234)
+    for variant in [written + "==", written[:4] + "!" + written[4:], " " + written, "cDE6MDEy"]:
+        assert not accepted(decode_cursor, variant), variant  # padding, junk, a leading zero
+
+
+def user_accepted(username: str = "ann", email: str = "ann@example.com") -> bool:
+    return accepted(parse_new_user, {"username": username, "email": email})
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["a", " a ", "\u3000x", "x" * 255, "", " ", "\t\n", "\u2003\x85", "x" * 256, "a\x00"],
+)
+def test_the_text_pattern_is_the_username_rule(username):
+    documented = bool(re.fullmatch(TEXT_PATTERN, username)) and 1 <= len(username) <= 255
+    assert documented == user_accepted(username=username)
+
+
+def test_a_blank_username_is_a_400_naming_it():
+    with pytest.raises(ApiError, match="username") as info:
+        parse_new_user({"username": " \t", "email": "ann@example.com"})
+    assert info.value.details == {"field": "username"}
+
+
+def test_text_is_kept_stripped_and_measured_as_sent():
+    assert parse_new_user({"username": "  ann ", "email": " a@b.co\n"}) == NewUser("ann", "a@b.co")
+    assert not user_accepted(username=" " + "x" * 255)  # 256 characters sent
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@b.c",
+        " a@b.c ",
+        "a.b@c.d.e",
+        "a@b",
+        "a b@c.d",
+        "@b.c",
+        "a@.c",
+        "a@b.",
+        "a@b@c.d",
+        "\u00850@0.0\u0085",
+    ],
+)
+def test_the_email_pattern_is_the_email_rule(email):
+    assert bool(re.fullmatch(EMAIL_PATTERN, email)) == user_accepted(email=email)
+
+
+URLS = [
+    "http://e.com",
+    "HTTPS://e.com/a.jpg?x=1#f",
+    "http://u:p@e.com:8080/a",
+    "http://127.0.0.1/x",
+    "http://[::1]/x",
+    "http://[2001:db8::7]:443/",
+    "http://[::ffff:192.0.2.1]/",
+    "https://例え.jp/画像.jpg",
+    "http://e.com/a b.jpg",
+    "http://e.com/a\tb",
+    "http://[1:2]/",
+    "http://[::1/",
+    "http://e.com:80x/",
+    "http:///a.jpg",
+    "http://@e.com/",
+    "http://:80/",
+    "ftp://e.com/a",
+    "e.com/a.jpg",
+    " http://e.com",
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_the_url_pattern_is_the_image_url_rule(url):
+    body = {**GOOD, "product_images": [url]}
+    assert bool(re.fullmatch(URL_PATTERN, url)) == accepted(parse_new_product, body, 20)
+
+
+@pytest.mark.parametrize(
+    "text", ["20-50", "20-", "-50", " 1.5 - 2 ", "5-5", "50-20", "abc", "20", "-", "1e3-5", "--5"]
+)
+def test_the_price_range_pattern_is_its_shape(text):
+    """Everything but MIN above MAX, which no pattern states."""
+    shaped = bool(re.fullmatch(PRICE_RANGE_PATTERN, text))
+    assert shaped == (accepted(parse_price_range, text) or text == "50-20")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        *(ID_PATTERN, CURSOR_PATTERN, TEXT_PATTERN, NO_NUL_PATTERN, EMAIL_PATTERN),
+        *(URL_PATTERN, PRICE_RANGE_PATTERN),
+    ],
+)
+def test_json_schema_reads_each_pattern_as_python_does(pattern):
+    """The document's readers (schemathesis validates with jsonschema-rs) agree with `re`."""
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    validator = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    samples = [
+        *URLS,
+        "",
+        " ",
+        "a",
+        "a\x00",
+        "\u3000x\u3000",
+        "\x85",
+        "\x1c",
+        "x\u2028y",
+        "a@b.c\n",
+        "20-50",
+        " 20 -",
+        "1a-",
+        encode_cursor(5),
+        "cDE6MA",
+        "0001",
+        str(MAX_ID),
+        str(MAX_ID + 1),
+        "a\n",
+    ]
+    for sample in samples:
+        assert validator.is_valid(sample) == bool(re.fullmatch(pattern, sample)), repr(sample)
