@@ -22,6 +22,8 @@ PREFIX = "catk_"
 _KEY_ID_BYTES = 8
 _SECRET_BYTES = 32
 _TOKEN = re.compile(r"catk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+KEY_ID_LENGTH = 2 * _KEY_ID_BYTES  # hex
+TOKEN_LENGTH = len(PREFIX) + KEY_ID_LENGTH + 1 + 43  # 43: 32 bytes in unpadded base64url
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server.auth import ANONYMOUS, Caller
 from server.errors import ApiError
-from server.idempotency import HEADER, Idempotent, fingerprint, parse_key
+from server.idempotency import HEADER, Charge, Idempotent, fingerprint, parse_key
 from server.keys import CALLER, SETTINGS
 
 
@@ -34,7 +34,7 @@ def acting_for(
         return caller.user_id
     if user_id != caller.user_id and not (reading and public_reads(request)):
         raise ApiError(403, f"this API key may not act for user {user_id}", {"field": field})
-    return caller.user_id
+    return user_id
 
 
 def require_self(request: web.Request, user_id: int) -> None:
@@ -44,17 +44,20 @@ def require_self(request: web.Request, user_id: int) -> None:
         raise ApiError(403, f"this API key may not act for user {user_id}")
 
 
-def idempotent(request: web.Request, body: object) -> Idempotent | None:
-    """The request's Idempotency-Key context, None when it sent no key."""
+def idempotent(
+    request: web.Request, body: object, *, charge: Charge | None = None
+) -> Idempotent | None:
+    """The request's Idempotency-Key context, None when it sent no key. `charge` is what only a
+    first run pays (the image quota): a replay, a 409 or a 422 costs nothing."""
     key = parse_key(request.headers.get(HEADER))
     if key is None:
         return None
     caller = caller_of(request) or ANONYMOUS
     if caller.is_admin:
-        owner = "admin"
+        owner = f"admin:{caller.key_id}"  # each admin key its own caller
     elif caller.user_id is not None:
         owner = f"user:{caller.user_id}"
     else:
         owner = f"addr:{request.remote}"
     ttl_hours = request.app[SETTINGS].idempotency_ttl_hours
-    return Idempotent(owner, key, fingerprint(body), ttl_hours)
+    return Idempotent(owner, key, fingerprint(body), ttl_hours, charge)

@@ -32,14 +32,20 @@ MAX_KEY_LENGTH = 255
 _NONCE_BYTES = 12
 
 
+Charge = Callable[[], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Idempotent:
     """A create sent with an Idempotency-Key: who sent it, the key, and the request's identity."""
 
-    owner: str  # 'user:ID', 'admin' or 'addr:IP'
+    owner: str  # 'user:ID', 'admin:admin-N' or 'addr:IP'
     key: str
     request: bytes  # fingerprint() of the body
     ttl_hours: int
+    # What the create costs besides (the image quota), paid only when it runs: raising refuses
+    # it, and the transaction it runs in records nothing.
+    charge: Charge | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,8 @@ async def once(
                 422, f"this {HEADER} was used with a different request body", {"header": HEADER}
             )
         return unseal(found["sealed_answer"], owner=owner, operation=operation, key=key)
+    if idempotent.charge is not None:
+        await idempotent.charge()
     answer = await create()
     sealed = seal(answer, owner=owner, operation=operation, key=key)
     await records.record(conn, owner, key_hash, idempotent.request, answer.status, sealed)

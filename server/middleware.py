@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from server.errors import ApiError, error_response
-from server.keys import METRICS, REQUEST_ID
+from server.keys import CALLER, METRICS, REQUEST_ID
 
 log = logging.getLogger("server.access")
 
@@ -29,6 +30,13 @@ DATABASE_UNAVAILABLE = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _REQUEST_ID_MAX = 128
+# An API key pasted into a URL by mistake: logged (and echoed) as its prefix only.
+_KEY_IN_PATH = re.compile(r"catk_[0-9A-Za-z_\-]*")
+
+
+def loggable_path(path: str) -> str:
+    """`path` with anything shaped like an API key cut down to its prefix."""
+    return _KEY_IN_PATH.sub("catk_…", path) if "catk_" in path else path
 
 
 def _request_id(request: web.Request) -> str:
@@ -56,17 +64,22 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     cache = response.headers.get("X-Cache")
     request.app[METRICS].observe_request(request.method, route, response.status, duration_s, cache)
     if log.isEnabledFor(logging.INFO):
+        # Who sent it, by public ids only (never a key or anything derived from one): the
+        # access middleware's caller, absent on open routes and with AUTH_MODE=off.
+        caller = request.get(CALLER)
         log.info(
             "http.request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(request.path),
                 "route": route,
                 "status": response.status,
                 "duration_ms": round(duration_s * 1000, 3),
                 "bytes": _body_size(response),
                 "request_id": request_id,
                 "cache": cache,
+                "user_id": caller.user_id if caller is not None else None,
+                "key_id": caller.key_id if caller is not None else None,
             },
         )
     return response
@@ -94,7 +107,8 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
         )
     except Exception:
         log.exception(
-            "http.unhandled_error", extra={"request_id": request_id, "path": request.path}
+            "http.unhandled_error",
+            extra={"request_id": request_id, "path": loggable_path(request.path)},
         )
         return error_response(
             500,
@@ -105,7 +119,7 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:
     if isinstance(exc, web.HTTPNotFound):
-        return f"no route for {request.path}"
+        return f"no route for {loggable_path(request.path)}"
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return f"method {request.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
     if isinstance(exc, web.HTTPRequestEntityTooLarge):

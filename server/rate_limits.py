@@ -16,10 +16,11 @@ and nothing answers 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -65,8 +66,9 @@ return {grant, math.floor((ceiling - tat) / interval), tat - now, retry}
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
+    # A tuple, not a frozen dataclass: one is made per request, and a frozen dataclass's
+    # __init__ (object.__setattr__ per field) costs four times as much.
     allowed: bool
     limit: int
     remaining: int
@@ -79,7 +81,7 @@ class Verdict:
         headers = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(math.ceil(self.reset_s)),
+            "RateLimit-Reset": str(max(0, math.ceil(self.reset_s))),
         }
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
@@ -139,6 +141,10 @@ class RateLimiter:
         self.max_buckets = max_buckets
         self._take = client.register_script(_TAKE)
         self._leases: dict[str, _Lease] = {}
+        # Lease refills under way: concurrent requests of one bucket wait for the one refill
+        # instead of each taking a lease of its own (which would spend the shared budget many
+        # times faster than the requests do, and refuse requests the limit allows).
+        self._refills: dict[str, asyncio.Future[None]] = {}
         self._fallback: dict[str, LocalBucket] = {}
         self._redis_down_until = 0.0
         self._last_error_log = -math.inf
@@ -162,10 +168,37 @@ class RateLimiter:
             True, lease.limit, lease.shared_remaining + lease.tokens, lease.reset_at - now
         )
 
+    def refused(self, bucket: str) -> Verdict | None:
+        """The refusal Redis gave `bucket`, while it stands; spends nothing, asks no one."""
+        lease = self._leases.get(bucket)
+        if lease is None or not lease.refused:
+            return None
+        now = time.monotonic()
+        if now >= lease.expires:
+            return None
+        return Verdict(False, lease.limit, 0, lease.reset_at - now, lease.expires - now)
+
     async def take(self, bucket: str, rate: Rate, want: int = 1, *, lease: bool = True) -> Verdict:
         """One request's worth (or `want` tokens at once, all or nothing, with lease=False)."""
-        if lease and (leased := self.spend_leased(bucket)) is not None:
-            return leased
+        if not lease:
+            return await self._take_shared(bucket, rate, want, lease=False)
+        while True:
+            if (leased := self.spend_leased(bucket)) is not None:
+                return leased
+            refill = self._refills.get(bucket)
+            if refill is None:
+                break
+            # shield: a waiter's cancellation must not cancel the refill the others wait for.
+            await asyncio.shield(refill)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._refills[bucket] = done
+        try:
+            return await self._take_shared(bucket, rate, want, lease=True)
+        finally:
+            del self._refills[bucket]
+            done.set_result(None)
+
+    async def _take_shared(self, bucket: str, rate: Rate, want: int, *, lease: bool) -> Verdict:
         now = time.monotonic()
         if now < self._redis_down_until:
             return self._local(bucket, rate, now, want)

@@ -14,7 +14,7 @@ CREATE INDEX api_keys_user_idx ON api_keys (user_id, created_at);
 -- (which for POST /users holds an API key) is sealed with a key derived from the Idempotency-Key,
 -- so only a client that still holds it can read it back.
 CREATE TABLE idempotency_keys (
-    owner         TEXT NOT NULL,    -- who sent it: 'user:ID', 'admin:HASH' or 'addr:IP'
+    owner         TEXT NOT NULL,    -- who sent it: 'user:ID', 'admin:admin-N' or 'addr:IP'
     key_hash      BYTEA NOT NULL,   -- SHA-256 of the operation and the Idempotency-Key
     request_hash  BYTEA NOT NULL,   -- SHA-256 of the canonical request body
     status        SMALLINT NOT NULL,

@@ -36,21 +36,27 @@ async def create_product(request: web.Request) -> web.Response:
         user_id_required=caller_of(request) is None,
     )
     user_id = acting_for(request, new.user_id)
-    context = idempotent(request, body)
-    await spend_image_quota(request, len(new.images))
+
+    async def charge() -> None:
+        await spend_image_quota(request, len(new.images))
+
+    # With an Idempotency-Key the images are charged only if the create runs (not for a
+    # replay), inside its transaction (a refusal records nothing).
+    context = idempotent(request, body, charge=charge)
+    if context is None:
+        await charge()
     return answer(await request.app[PRODUCT_WRITES].create(new, user_id, context))
 
 
 def _product(request: web.Request, body: bytes, product_id: int, x_cache: str) -> web.Response:
     caller = request.get(CALLER)
-    # Another user's product answers exactly like one that does not exist (unless reads are
-    # public, or an admin asks), so ids cannot be probed.
-    if body == NOT_FOUND or (
-        caller is not None
-        and caller.owns
-        and not is_owned_by(body, caller.owns)
-        and not public_reads(request)
-    ):
+    owns = caller.owns if caller is not None else b""
+    # To a user's key, another user's product answers exactly like one that does not exist,
+    # headers included (X-Cache would tell a cached product from an unknown id), so ids cannot
+    # be probed. Admins, PRODUCT_READS=public and AUTH_MODE=off see every product.
+    if owns and (body == NOT_FOUND or not is_owned_by(body, owns)) and not public_reads(request):
+        return error_response(404, f"product {product_id} not found")
+    if body == NOT_FOUND:
         return error_response(404, f"product {product_id} not found", None, {"X-Cache": x_cache})
     # The stored bytes are the response: no re-serialisation.
     return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": x_cache})

@@ -47,6 +47,8 @@ async def delete_key(request: web.Request) -> web.Response:
     user_id = _user_id(request)
     key_id = request.match_info["key_id"]
     if not _KEY_ID.fullmatch(key_id):
-        raise ApiError(404, f"API key {key_id} not found")
+        # Not echoed: whatever was sent in its place (a whole key, pasted by mistake) stays out
+        # of the answer.
+        raise ApiError(404, "no such API key")
     await request.app[ACCOUNTS].revoke_key(user_id, key_id)
     return web.Response(status=204)
