@@ -31,7 +31,9 @@ def _env_field(
 ) -> Any:
     # A secret's value is never echoed, not even in the error naming its variable.
     return field(
-        default=default, metadata={"env": name, "parse": parse, "help": help, "secret": secret}
+        default=default,
+        repr=not secret,  # nor in a repr of the settings (a traceback, a debug log)
+        metadata={"env": name, "parse": parse, "help": help, "secret": secret},
     )
 
 

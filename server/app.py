@@ -105,6 +105,7 @@ async def access_control(app: web.Application) -> AsyncIterator[None]:
         authenticator = Authenticator(load_key, settings.admin_keys)
         limiter = RateLimiter(app[CACHE].client, share=settings.api_workers)
         app[GATE] = Gate(settings, authenticator, limiter, app[ROUTE_ACCESS])
+        app[PRODUCT_CHANGES].on_user_deleted = authenticator.forget_user
     app[ACCOUNTS] = Accounts(pool, settings, authenticator)
     yield
 
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> web.Application:
     route("GET", "/products/{product_id}", products.get_product, Access.READ)
     route("PATCH", "/products/{product_id}", changes.patch_product, Access.KEY)
     route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)
+    route("POST", "/products/{product_id}/reprocess", changes.reprocess_product, Access.KEY)
     route("DELETE", "/users/{user_id}", changes.delete_user, Access.KEY)
     app.router.add_get("/images/{key:.+}", images.get_image)
     app.router.add_get("/healthz", health.healthz, allow_head=False)

@@ -188,6 +188,12 @@ class Authenticator:
             self._known.clear()
         self._known[key_id] = known
 
+    def forget_user(self, user_id: int) -> None:
+        """Called by the process that deletes a user: every key of theirs it remembers is
+        refused here at once (the rows are gone with the user)."""
+        for key_id in [k for k, known in self._known.items() if known.caller.user_id == user_id]:
+            self.forget(key_id)
+
     def forget(self, key_id: str) -> None:
         """Called by the process that revokes a key: it is refused here at once."""
         now = time.monotonic()

@@ -21,6 +21,7 @@ from catalogue import image_state
 from catalogue.cache import CACHE_ERRORS, NOT_FOUND, TOMBSTONE_VERSION, ProductCache
 from catalogue.jobs import DeleteObjects, ImageJob, Job, encode_job, job_key
 from catalogue.product_json import Row, render_product
+from catalogue.reprocessing import MISSING, reprocess_product
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
 from config import Settings
 from db import products, users
@@ -42,10 +43,18 @@ def not_found(product_id: int) -> ApiError:
 
 
 class ProductChanges:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, cache: ProductCache) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        cache: ProductCache,
+        on_user_deleted: Callable[[int], None] = lambda _user_id: None,
+    ) -> None:
         self.pool = pool
         self.settings = settings
         self.cache = cache
+        # The key verifier forgets the user's keys (server/auth.py): refused here at once.
+        self.on_user_deleted = on_user_deleted
 
     async def _queue(self, conn: Connection, job: Job) -> None:
         payload = encode_job(job).decode()
@@ -118,6 +127,7 @@ class ProductChanges:
                 await self._clean_up(conn, row["id"], row["images"])
             if not await users.delete_user(conn, user_id):
                 raise ApiError(404, f"user {user_id} not found")
+        self.on_user_deleted(user_id)
         for row in deleted:
             await self._publish(row["id"], TOMBSTONE_VERSION, NOT_FOUND)
 
@@ -141,6 +151,19 @@ class ProductChanges:
                     "stale_for_at_most_s": self.settings.cache_ttl_seconds,
                 },
             )
+
+    async def reprocess(self, product_id: int, *, owner: int | None) -> bytes:
+        """Queues the product's images for processing again with the current image settings
+        (catalogue/reprocessing.py: the previous outputs stay shown until the new ones are
+        ready); returns the product's JSON as queued."""
+        async with bounded_acquire(self.pool, self.settings) as conn:
+            current = await products.get_product(conn, product_id)
+            if current is None or (owner is not None and current["user_id"] != owner):
+                raise not_found(product_id)
+            done = await reprocess_product(conn, self.settings, self.cache, product_id)
+        if done.skipped == MISSING:
+            raise not_found(product_id)
+        return render_product(done.row if done.row is not None else current)
 
     async def _clean_up(self, conn: Connection, product_id: int, images: str) -> None:
         keys = image_state.referenced_keys(orjson.loads(images))

@@ -50,6 +50,16 @@ async def delete_product(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def reprocess_product(request: web.Request) -> web.Response:
+    product_id = parse_id(request.match_info["product_id"], "product_id")
+    body = await request.app[PRODUCT_CHANGES].reprocess(product_id, owner=_owner(request))
+    return web.Response(
+        status=202,
+        body=body,
+        headers={"Content-Type": JSON, "Location": f"/products/{product_id}"},
+    )
+
+
 async def delete_user(request: web.Request) -> web.Response:
     user_id = parse_id(request.match_info["user_id"], "user_id")
     require_self(request, user_id)

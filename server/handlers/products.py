@@ -12,6 +12,7 @@ from server.body import read_json
 from server.callers import acting_for, caller_of, idempotent, public_reads
 from server.database import connection
 from server.errors import error_response
+from server.etags import etag_of, none_match
 from server.handlers.users import answer
 from server.keys import CALLER, PRODUCT_READS, PRODUCT_WRITES, SETTINGS
 from server.product_reads import HIT
@@ -58,8 +59,11 @@ def _product(request: web.Request, body: bytes, product_id: int, x_cache: str) -
         return error_response(404, f"product {product_id} not found")
     if body == NOT_FOUND:
         return error_response(404, f"product {product_id} not found", None, {"X-Cache": x_cache})
+    etag = etag_of(body)
+    if none_match(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers={"ETag": etag, "X-Cache": x_cache})
     # The stored bytes are the response: no re-serialisation.
-    return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": x_cache})
+    return web.Response(body=body, headers={"Content-Type": JSON, "X-Cache": x_cache, "ETag": etag})
 
 
 async def get_product(request: web.Request) -> web.Response:

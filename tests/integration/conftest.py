@@ -100,7 +100,9 @@ def base_settings(stack_env, tmp_path_factory) -> Settings:
         await migrate(settings.postgres_url)
         conn = await asyncpg.connect(settings.postgres_url)
         try:
-            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
+            await conn.execute(
+                "TRUNCATE outbox, idempotency_keys, products, users RESTART IDENTITY CASCADE"
+            )
         finally:
             await conn.close()
         client = redis.Redis.from_url(settings.redis_url)

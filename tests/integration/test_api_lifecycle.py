@@ -263,3 +263,62 @@ async def test_two_concurrent_patches_end_as_one_of_the_serial_orders(api, secon
         return all(b["product_name"] == in_db for b in bodies)
 
     await wait_for(both_serve_the_database_state, timeout_s=5)
+
+
+async def test_a_get_carries_a_strong_etag_that_changes_with_the_body_and_honours_if_none_match(
+    api, user
+):
+    product_id = await new_product(api, user, images=())
+    first = await api.get(f"/products/{product_id}")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"')
+    assert not etag.startswith("W/")
+    unchanged = await api.get(f"/products/{product_id}", headers={"If-None-Match": etag})
+    assert unchanged.status == 304
+    assert unchanged.headers["ETag"] == etag
+    assert await unchanged.read() == b""
+    await api.patch(f"/products/{product_id}", json={"product_price": 99})
+    changed = await api.get(f"/products/{product_id}", headers={"If-None-Match": etag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] != etag
+
+
+async def test_reprocess_queues_every_source_again_and_keeps_the_outputs_shown(
+    quiet_api, quiet_user, db
+):
+    product_id = await new_product(quiet_api, quiet_user, images=(A, B))
+    await finish_processing(db, product_id, urls=["https://cdn/a", "https://cdn/b"])
+    response = await quiet_api.post(f"/products/{product_id}/reprocess")
+    assert response.status == 202
+    body = await response.json()
+    assert body["processing_status"] == "pending"
+    assert body["compressed_product_images"] == ["https://cdn/a", "https://cdn/b"]
+    assert [i["status"] for i in body["images"]] == ["pending", "pending"]
+    assert (await jobs_of(db, product_id))[-1] == {
+        "v": 2,
+        "kind": "images",
+        "product_id": str(product_id),
+        "revision": 2,
+        "product_images": [A, B],
+    }
+    got = await quiet_api.get(f"/products/{product_id}")
+    assert (await got.json())["processing_status"] == "pending"
+
+
+async def test_reprocessing_an_unknown_product_is_404(api):
+    assert (await api.post("/products/987654321/reprocess")).status == 404
+
+
+async def test_a_deleted_users_keys_are_refused_at_once_by_the_deleting_process(settings):
+    keyed = settings.replace(auth_mode="api_key")
+    client = TestClient(TestServer(create_app(keyed)))
+    await client.start_server()
+    try:
+        email = f"{uuid.uuid4().hex}@example.com"
+        user = await (await client.post("/users", json={"username": "x", "email": email})).json()
+        auth = {"Authorization": f"Bearer {user['api_key']}"}
+        assert (await client.get("/products", headers=auth)).status == 200  # key remembered
+        assert (await client.delete(f"/users/{user['user_id']}", headers=auth)).status == 204
+        assert (await client.get("/products", headers=auth)).status == 401
+    finally:
+        await client.close()
