@@ -476,7 +476,22 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "getProduct",
             "Get one product with its compressed images",
             {
-                "200": _answer("The product", _ref("schemas", "Product"), X_Cache=x_cache),
+                "200": _answer(
+                    "The product",
+                    _ref("schemas", "Product"),
+                    X_Cache=x_cache,
+                    ETag=_header(
+                        "Strong entity tag of this JSON (a hash of it)",
+                        {"type": "string"},
+                        required=True,
+                    ),
+                ),
+                "304": {
+                    "description": "If-None-Match names the current ETag: the copy is current",
+                    "headers": {
+                        "ETag": _header("The current entity tag", {"type": "string"}, required=True)
+                    },
+                },
                 "400": _error("Not an id"),
                 "404": _error(
                     "No such product"
@@ -486,7 +501,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 ),
             },
             key="read",
-            parameters=[product_id_path],
+            parameters=[
+                product_id_path,
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "ETags of copies the client holds: 304 if one is current",
+                    "schema": {"type": "string"},
+                },
+            ],
         ),
         "patch": operation(
             "patchProduct",
@@ -521,6 +545,24 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             key="key",
             parameters=[product_id_path, if_match],
         ),
+    }
+    reprocess: Schema = {
+        "post": operation(
+            "reprocessProduct",
+            "Process a product's images again with the current image settings",
+            {
+                "202": _answer(
+                    "Queued: the product as it is now (its images pending; the previous "
+                    "outputs stay shown until the new ones are ready)",
+                    _ref("schemas", "Product"),
+                    Location=_header("The product", {"type": "string"}, required=True),
+                ),
+                "400": _error("Not an id"),
+                "404": _error("No such product" + not_yours),
+            },
+            key="key",
+            parameters=[product_id_path],
+        )
     }
     user: Schema = {
         "delete": operation(
@@ -564,6 +606,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             **key_paths,
             "/products": products,
             "/products/{product_id}": product,
+            "/products/{product_id}/reprocess": reprocess,
             "/images/{key}": {
                 "get": operation(
                     "getImage",
