@@ -1,5 +1,10 @@
 """The real API as a subprocess for benchmarks: started on a free loopback port against the
-stack, with its own database and Redis db, seeded through its own endpoints, and stopped after."""
+stack, with its own database and Redis db, seeded through its own endpoints, and stopped after.
+
+Every benchmark names its access mode (`bench_env(auth_mode=...)`): AUTH_MODE=off for those
+that measure the open contract, api_key (the product's default) for the access benchmark, whose
+requests then carry the seeded user's key (or an admin key) as bearer.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +71,17 @@ def bench_database_url(stack_postgres_url: str) -> str:
     return url
 
 
-def bench_env(stack_env: dict[str, str], *, redis_db: int, images_dir: str) -> dict[str, str]:
+def bench_env(
+    stack_env: dict[str, str],
+    *,
+    redis_db: int,
+    images_dir: str,
+    auth_mode: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The API's environment: `auth_mode` is AUTH_MODE, explicit whatever the caller's shell
+    says (off: the open contract; api_key: the access layer, as deployed by default); `extra`
+    adds settings (ADMIN_API_KEYS, RATE_LIMIT_READS, ...)."""
     suffix = uuid.uuid4().hex[:8]
     return {
         **os.environ,
@@ -77,39 +92,73 @@ def bench_env(stack_env: dict[str, str], *, redis_db: int, images_dir: str) -> d
         "KAFKA_DLQ_TOPIC": f"bench-jobs-{suffix}.dlq",
         "IMAGE_STORAGE_URL": images_dir,
         "LOG_LEVEL": "warning",
+        "AUTH_MODE": auth_mode,
+        **(extra or {}),
     }
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    return {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
 
 
 @dataclass
 class ApiClient:
-    """One kept-alive loopback connection: small, predictable client overhead."""
+    """One kept-alive loopback connection: small, predictable client overhead.
+
+    With the access layer on, `api_key` (the seeded user's, from its POST /users answer) goes
+    with every request; `seed_key` (an admin key, exempt from limits) replaces it while seeding.
+    """
 
     port: int
     redis: redis.Redis
     conn: http.client.HTTPConnection
     user_id: str = ""
     product_ids: list[int] = field(default_factory=list)
+    api_key: str | None = None
+    seed_key: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, str | None]:
+    def exchange(
+        self, method: str, path: str, body: Any = None, *, api_key: str | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One request with `api_key` (default: the client's) as bearer: status, body and the
+        answer's headers."""
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
-        self.conn.request(method, path, body=payload, headers=headers)
-        response = self.conn.getresponse()
-        return response.status, response.read(), response.getheader("X-Cache")
+        headers.update(bearer(api_key or self.api_key))
+        try:
+            self.conn.request(method, path, body=payload, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closed the kept-alive connection while it sat idle (aiohttp's
+            # keep-alive timeout, 75 s, is shorter than a long wrk phase): once more, anew.
+            self.conn.close()
+            self.conn.request(method, path, body=payload, headers=headers)
+            response = self.conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, str | None]:
+        status, data, headers = self.exchange(method, path, body)
+        return status, data, headers.get("X-Cache")
 
     def seed(self, count: int, *, name: str, price: Any) -> None:
-        """Creates a user and `count` products without images; `price(i)` gives each price."""
-        status, body, _ = self.request(
-            "POST", "/users", {"username": name, "email": f"{name}-{uuid.uuid4().hex}@example.com"}
+        """Creates a user and `count` products without images; `price(i)` gives each price. The
+        user's key, when the API answers one, is the client's from then on."""
+        status, body, _ = self.exchange(
+            "POST",
+            "/users",
+            {"username": name, "email": f"{name}-{uuid.uuid4().hex}@example.com"},
+            api_key=self.seed_key,
         )
         assert status == 201, body
-        self.user_id = json.loads(body)["user_id"]
+        answer = json.loads(body)
+        self.user_id = answer["user_id"]
+        self.api_key = answer.get("api_key") or self.api_key
         for i in range(count):
-            status, body, _ = self.request(
+            status, body, _ = self.exchange(
                 "POST",
                 "/products",
                 {
@@ -119,6 +168,7 @@ class ApiClient:
                     "product_images": [],
                     "product_price": price(i),
                 },
+                api_key=self.seed_key,
             )
             assert status == 201, body
             self.product_ids.append(int(json.loads(body)["product_id"]))

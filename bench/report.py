@@ -1,8 +1,8 @@
 """Writes bench/results/report.md from the JSON files the benchmarks wrote in bench/results/.
 
 The project's performance targets (the *_TARGET thresholds below: compression and pool
-speed-ups, pipeline efficiency, cache-hit throughput, tail latency) are marked met / not met /
-not measured; a missed target never fails (exit status 0 unless the report cannot be written).
+speed-ups, pipeline efficiency, cache-hit throughput with and without the access layer, tail
+latency) are marked met / not met / not measured; a missed target never fails (exit status 0 unless the report cannot be written).
 The charts of bench/charts.py (run before this, under bench/.venv-pillow) are embedded when their
 PNG exists.
 """
@@ -22,6 +22,8 @@ PLAIN_PILLOW_TARGET = 3.5  # 12 MP JPEG, Pillow-SIMD compress vs plain-Pillow na
 PIPELINE_TARGET = 0.85  # pipeline images/s vs compress-only, same processes
 TJBENCH_TARGET = 0.9  # tjbench floor / compress time, one core
 GET_HIT_TARGET = 0.6  # cache-hit GET requests/s vs /healthz (wrk)
+WITH_KEY_TARGET = 0.9  # cache-hit GET with an API key vs the same GET with AUTH_MODE=off (wrk)
+WITH_KEY_HEALTHZ_TARGET = 0.6  # cache-hit GET with an API key vs /healthz (wrk)
 P99_TARGET = 3.0  # p99 / p50 under load, at most
 
 
@@ -242,13 +244,69 @@ def throughput_section(data: dict[str, Any] | None) -> list[str]:
     return [*lines, *_chart("throughput", "requests/s and latency per scenario")]
 
 
+def access_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Access layer: cache-hit GET with an API key vs AUTH_MODE=off", ""]
+    if data is None or not data.get("scenarios"):
+        return [*lines, "No results (bench/results/access.json is missing).", ""]
+    scenarios = data["scenarios"]
+    lines += [
+        f"Two APIs side by side in one run, on the same database and cache, pinned to the same"
+        f" core (wrk on another: {'yes' if data.get('pinned') else 'no'}): AUTH_MODE=off, and"
+        f" AUTH_MODE=api_key with RATE_LIMIT_READS={data.get('read_limit', '?')} (never reached:"
+        " every GET answered 200), the default write limit and an admin key configured. `wrk`,"
+        f" {data.get('connections', '?')} connections, {data.get('rounds', '?')} interleaved"
+        f" rounds of {data.get('duration_s', '?')} s per scenario (order alternating) after an"
+        f" unmeasured {data.get('warmup_s', '?')} s warm-up; the same 100 cached products, the"
+        " keyed GETs sending the seeded user's key (`-H 'Authorization: Bearer …'`). Ratios are"
+        " medians of the per-round ratios.",
+        "",
+        "| scenario | requests/s | per round | p50 (ms) | p99 (ms) |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, row in scenarios.items():
+        rounds = ", ".join(f"{rps:.0f}" for rps in row.get("round_rps", []))
+        lines.append(
+            f"| {name} | {_num(row['rps'], '{:.0f}')} | {rounds} | {_num(row['p50_ms'])}"
+            f" | {_num(row['p99_ms'])} |"
+        )
+    key_off = ", ".join(f"{r:.2f}" for r in data.get("key_over_off_rounds", []))
+    key_health = ", ".join(f"{r:.2f}" for r in data.get("key_over_healthz_rounds", []))
+    lines += [
+        "",
+        f"- **with key / off: {_num(data.get('key_over_off'))}×** (target ≥ {WITH_KEY_TARGET}×;"
+        f" rounds: {key_off})",
+        f"- **with key / `/healthz`: {_num(data.get('key_over_healthz'))}×** (target ≥"
+        f" {WITH_KEY_HEALTHZ_TARGET}×; rounds: {key_health})",
+        "",
+    ]
+    create = data.get("create")
+    if create:
+        share = create.get("refused_share")
+        lines += [
+            f"Write path with the limits on: `POST /products` (no images) with one key"
+            f" (RATE_LIMIT_WRITES={create.get('limit', '?')}), {data.get('duration_s', '?')} s:"
+            f" {_num(create.get('rps'), '{:.0f}')} answers/s, of which"
+            f" **{_num(create.get('admitted_per_s'), '{:.1f}')} creates/s admitted** (201; a"
+            " period's worth may come at once, so a short run admits a little more than the"
+            f" rate) and **{_num(None if share is None else share * 100, '{:.1f}')} % refused**"
+            f" (429); p50 {_num(create.get('p50_ms'))} ms, p99 {_num(create.get('p99_ms'))} ms."
+            " Answers by status: "
+            + ", ".join(f"{status}: {n}" for status, n in create.get("statuses", {}).items())
+            + ".",
+            "",
+        ]
+    return lines
+
+
 def targets_section(
     compress: dict[str, Any] | None,
     pillow: dict[str, Any] | None,
     pipeline: dict[str, Any] | None,
     throughput: dict[str, Any] | None,
+    access: dict[str, Any] | None = None,
 ) -> list[str]:
     compress = compress or {}
+    access = access or {}
     get_hit = _scenario(throughput, "get-hit")
     floor = ((pillow or {}).get("simd") or {}).get("tjbench") or {}
     # (target, wanted, measured, threshold, at most?, unit)
@@ -310,6 +368,22 @@ def targets_section(
             "×",
         ),
         (
+            "Cache-hit GET with an API key vs AUTH_MODE=off requests/s (wrk, interleaved)",
+            f"≥ {WITH_KEY_TARGET}×",
+            access.get("key_over_off"),
+            WITH_KEY_TARGET,
+            False,
+            "×",
+        ),
+        (
+            "Cache-hit GET with an API key vs /healthz requests/s (wrk, interleaved)",
+            f"≥ {WITH_KEY_HEALTHZ_TARGET}×",
+            access.get("key_over_healthz"),
+            WITH_KEY_HEALTHZ_TARGET,
+            False,
+            "×",
+        ),
+        (
             "p99 / p50 under load (worst scenario)",
             f"≤ {P99_TARGET}",
             _worst_p99_over_p50(throughput),
@@ -334,8 +408,8 @@ def targets_section(
 
 def main() -> int:
     api, compress, pillow = _load("api"), _load("compress"), _load("pillow")
-    pipeline, throughput = _load("pipeline"), _load("throughput")
-    loaded = (api, compress, pillow, pipeline, throughput)
+    pipeline, throughput, access = _load("pipeline"), _load("throughput"), _load("access")
+    loaded = (api, compress, pillow, pipeline, throughput, access)
     quick = any(d.get("quick") for d in loaded if d)
     lines = [
         "# Benchmark report",
@@ -344,9 +418,10 @@ def main() -> int:
         " measured side by side in the same run."
         + (" Quick mode (BENCH_QUICK=1)." if quick else ""),
         "",
-        *targets_section(compress, pillow, pipeline, throughput),
+        *targets_section(compress, pillow, pipeline, throughput, access),
         *api_section(api),
         *throughput_section(throughput),
+        *access_section(access),
         *compress_section(compress),
         *pillow_section(pillow),
         *pipeline_section(pipeline),

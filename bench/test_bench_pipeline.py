@@ -184,6 +184,8 @@ def settings(stack_env, tmp_path_factory) -> Settings:
         "IMAGE_STORAGE_URL": str(tmp_path_factory.mktemp("pipeline-images")),
         "IMAGE_ALLOW_LOOPBACK_SOURCES": "true",
         "LOG_LEVEL": "warning",
+        # The open contract: this measures the pipeline, not the access layer.
+        "AUTH_MODE": "off",
     }
     return load_settings(env, None)
 

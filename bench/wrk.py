@@ -1,7 +1,8 @@
 """Runs `wrk` with bench/wrk_report.lua and returns the JSON line its done() hook prints.
 
-Used by bench/test_bench_throughput.py: wrk, unlike a Python client, is faster than the server,
-so rate ratios between endpoints measure the server and not the load generator.
+Used by bench/test_bench_throughput.py and bench/test_bench_access.py: wrk, unlike a Python
+client, is faster than the server, so rate ratios between endpoints measure the server and not
+the load generator.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,36 +61,45 @@ def run_wrk(
     threads: int = 1,
     cpu_prefix: list[str] | None = None,
     timeout_s: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Runs wrk against `url` (scheme, host and port) with bench/wrk_report.lua and `script_args`
-    (see the script's header) and returns the parsed result line, plus wrk's raw output."""
+    (see the script's header) and returns the parsed result line, plus wrk's raw output.
+    `headers` go with every request (wrk -H), e.g. an API key's Authorization."""
     wrk = wrk_path()
     if wrk is None:
         raise WrkError("wrk is not installed")
-    command = [
-        *(cpu_prefix or []),
-        wrk,
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration_s}s",
-        f"--timeout={timeout_s:g}s",
-        "--latency",
-        "-s",
-        str(SCRIPT),
-        url,
-        "--",
-        *script_args,
-    ]
+
+    def command_with(header_values: list[str]) -> list[str]:
+        return [
+            *(cpu_prefix or []),
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration_s}s",
+            f"--timeout={timeout_s:g}s",
+            "--latency",
+            *(arg for value in header_values for arg in ("-H", value)),
+            "-s",
+            str(SCRIPT),
+            url,
+            "--",
+            *script_args,
+        ]
+
+    command = command_with([f"{name}: {value}" for name, value in (headers or {}).items()])
+    # Error messages show the command without the header values (a key is a credential).
+    shown = command_with([f"{name}: …" for name in (headers or {})])
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=duration_s + 30, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise WrkError(f"wrk did not finish within {duration_s + 30} s: {command}") from exc
+        raise WrkError(f"wrk did not finish within {duration_s + 30} s: {shown}") from exc
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
     if done.returncode != 0 or len(lines) != 1:
         raise WrkError(
-            f"wrk failed (exit status {done.returncode}): {command}\n"
+            f"wrk failed (exit status {done.returncode}): {shown}\n"
             f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         )
     result: dict[str, Any] = json.loads(lines[0].removeprefix(MARKER))
@@ -96,5 +107,6 @@ def run_wrk(
         result[name] for name in ("connect_errors", "read_errors", "write_errors", "timeout_errors")
     )
     result["errors"] = result["status_errors"] + result["socket_errors"]
+    result["statuses"] = {int(status): count for status, count in result["statuses"].items()}
     result["output"] = done.stdout
     return result

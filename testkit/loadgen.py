@@ -22,6 +22,16 @@ Scenarios (the script seeds its own user and products through the API first):
             unless --with-images URL is given.
   mixed     80 % get-hit, 15 % list, 5 % create.
 
+Access (the API's AUTH_MODE=api_key, its default): POST /users answers the new user's API key
+(`api_key`), and every later request of the run sends it as `Authorization: Bearer <key>`; an
+API with the open contract (AUTH_MODE=off) answers none, and requests then carry no key. A user's
+key is limited like any client's (RATE_LIMIT_READS, RATE_LIMIT_WRITES): seeding waits out its
+429s (as Retry-After says), and in the measured phase they are counted as status 429 and the
+summary warns that the run measured the limiter. --api-key KEY (or the
+LOAD_API_KEY variable, which keeps it out of the process list) sends that key instead, from the
+sign-up on: meant for an admin key (ADMIN_API_KEYS), which may sign up where USER_SIGNUP=admin,
+acts for the run's user and is exempt from the limits, so the run measures the server itself.
+
 Without --rate the workers run closed loop (each sends its next request as soon as the previous
 one answered); --rate R paces request starts across all workers to at most R per second. Latency
 is measured from the moment a request is sent, so under overload it is service time and does not
@@ -42,6 +52,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import re
 import secrets
@@ -81,6 +92,12 @@ LIST_LIMITS = (10, 20, 50)
 CREATE_WORDS = ("red", "blue", "small", "large", "steel", "wooden", "classic", "new")
 
 PERCENTILES = (50.0, 90.0, 99.0)
+
+API_KEY_VARIABLE = "LOAD_API_KEY"  # --api-key's default
+TOO_MANY_REQUESTS = 429
+# Seeding waits out a rate limit's refusals (Retry-After, at most this long each) instead of
+# failing: a user's key writes 20 products a second by default.
+MAX_SEED_RETRY_AFTER_S = 60.0
 
 
 class SeedError(RuntimeError):
@@ -189,6 +206,12 @@ class Config:
     timeout: float = DEFAULT_TIMEOUT_S
     with_images: str | None = None
     random_seed: int | None = None
+    api_key: str | None = None  # sent instead of the run's user's own key (an admin key)
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The header that sends an API key; none without a key."""
+    return {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seed of the request mix, prices and filters, to repeat a run exactly",
     )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get(API_KEY_VARIABLE) or None,
+        help="bearer key for every request, the sign-up included, instead of the run's user's "
+        "own key: an admin key (ADMIN_API_KEYS) is not rate-limited and may sign up where "
+        f"USER_SIGNUP=admin (default: ${API_KEY_VARIABLE})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or info on stderr")
     return parser
 
@@ -258,6 +289,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         timeout=ns.timeout,
         with_images=ns.with_images,
         random_seed=ns.random_seed,
+        api_key=ns.api_key,
     )
 
 
@@ -281,6 +313,8 @@ class Context:
     product_ids: list[str] = field(default_factory=list)
     product_paths: list[str] = field(default_factory=list)
     image_url: str | None = None
+    # Sent with every request: the bearer of the run's user's key, --api-key's, or none.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def product_body(
@@ -432,6 +466,13 @@ def build_summary(
             f"{ids_reused} get-miss requests reused an id already requested (probably cache "
             "hits); seed more with --seed-products"
         )
+    refused = stats.statuses.get(TOO_MANY_REQUESTS, 0)
+    if refused:
+        warnings.append(
+            f"{refused} requests ({refused / max(stats.done, 1):.0%}) were refused by the "
+            "server's rate limit (429): the run measured the limiter, not the server; raise "
+            "RATE_LIMIT_READS / RATE_LIMIT_WRITES there, or send an admin key (--api-key)"
+        )
 
     requests = stats.done
     return {
@@ -507,13 +548,36 @@ def render_summary(summary: dict[str, Any]) -> str:
 
 
 async def _call(
-    session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None = None
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    on_limited: Callable[[], None] | None = None,
 ) -> tuple[int, bytes]:
-    try:
-        async with session.request(method, url, json=body) as resp:
-            return resp.status, await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise SeedError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+    """One seeding request. With ``stop``, a 429 is waited out (its Retry-After, bounded) and
+    the request sent again, until it passes or ``stop`` is set (Interrupted)."""
+    while True:
+        try:
+            async with session.request(method, url, json=body, headers=headers) as resp:
+                status, payload = resp.status, await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SeedError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        if status != TOO_MANY_REQUESTS or stop is None:
+            return status, payload
+        if on_limited is not None:
+            on_limited()
+        try:
+            delay = min(MAX_SEED_RETRY_AFTER_S, max(0.0, float(retry_after or 1)))
+        except ValueError:
+            delay = 1.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise Interrupted("interrupted while seeding")
 
 
 def _json_field(method: str, url: str, status: int, payload: bytes, key: str) -> str:
@@ -527,6 +591,15 @@ def _json_field(method: str, url: str, status: int, payload: bytes, key: str) ->
         raise SeedError(f"{method} {url} -> no {key!r} in response: {snippet}") from None
     # The API sends ids as strings of digits; str() also copes with a server sending numbers.
     return str(value)
+
+
+def _user_key(payload: bytes) -> str | None:
+    """The API key a 2xx POST /users answered, or None (an API without the access layer)."""
+    try:
+        value = json.loads(payload).get("api_key")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 async def _pool(
@@ -560,16 +633,22 @@ async def prepare(
     info: Callable[[str], None],
 ) -> Context:
     """Create the user and products the scenario needs, and warm the cache for get-hit/mixed."""
-    ctx = Context(tag=secrets.token_hex(4), image_url=cfg.with_images)
+    ctx = Context(tag=secrets.token_hex(4), image_url=cfg.with_images, headers=bearer(cfg.api_key))
     if cfg.scenario == "healthz":
         return ctx
 
     url = f"{cfg.url}/users"
     username = f"load_{ctx.tag}"
     status, payload = await _call(
-        session, "POST", url, {"username": username, "email": f"{username}@example.com"}
+        session,
+        "POST",
+        url,
+        {"username": username, "email": f"{username}@example.com"},
+        ctx.headers,
     )
     ctx.user_id = _json_field("POST", url, status, payload, "user_id")
+    if cfg.api_key is None:
+        ctx.headers = bearer(_user_key(payload))
 
     count = seed_count(cfg.scenario, cfg.seed_products, cfg.requests)
     if count == 0:
@@ -578,6 +657,16 @@ async def prepare(
     ids: list[str | None] = [None] * count
     rng = random.Random(cfg.random_seed)
     products_url = f"{cfg.url}/products"
+    told = False
+
+    def limited() -> None:
+        nonlocal told
+        if not told:
+            told = True
+            info(
+                "seeding is rate-limited (429): waiting as the server asks; an admin key "
+                "(--api-key) is not limited"
+            )
 
     async def create(index: int) -> None:
         body = product_body(
@@ -587,7 +676,9 @@ async def prepare(
             images=[],  # seeding must not start image jobs that compete with the measurement
             description="seeded by bench/load.py",
         )
-        status, payload = await _call(session, "POST", products_url, body)
+        status, payload = await _call(
+            session, "POST", products_url, body, ctx.headers, stop=stop, on_limited=limited
+        )
         ids[index] = _json_field("POST", products_url, status, payload, "product_id")
 
     await _pool(count, cfg.concurrency, create, stop)
@@ -599,7 +690,14 @@ async def prepare(
         failed: Counter[int] = Counter()
 
         async def warm(index: int) -> None:
-            status, _ = await _call(session, "GET", cfg.url + ctx.product_paths[index])
+            status, _ = await _call(
+                session,
+                "GET",
+                cfg.url + ctx.product_paths[index],
+                headers=ctx.headers,
+                stop=stop,
+                on_limited=limited,
+            )
             if status != 200:
                 failed[status] += 1
 
@@ -660,6 +758,7 @@ async def measure(
     rng = random.Random(cfg.random_seed)
     perf = time.perf_counter
     base = cfg.url
+    headers = ctx.headers
     limit = cfg.requests
     claimed = 0
     reason = "duration"
@@ -690,7 +789,7 @@ async def measure(
             sent = perf()
             try:
                 async with session.request(
-                    request.method, base + request.path, json=request.body
+                    request.method, base + request.path, json=request.body, headers=headers
                 ) as resp:
                     await resp.read()
                 stats.record_response(

@@ -1,7 +1,9 @@
 """The demo's one HTTP client: every request the demo makes, and the curl line it prints.
 
-Requests to the API carry :attr:`DemoClient.headers`, and so does the printed ``curl`` line: an
-access layer (an API key header, say) is one entry there.
+Requests to the API carry :attr:`DemoClient.headers`, and so does the printed ``curl`` line: the
+demo user's API key is one entry there (``Authorization: Bearer …``, set by :meth:`use_key`).
+A request may add headers of its own (the demo's admin key, for the calls only an admin makes);
+those never reach the curl line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import aiohttp
 import orjson
 
 REQUEST_TIMEOUT_S = 10.0
+
+
+def bearer(api_key: str) -> dict[str, str]:
+    """The header that sends an API key."""
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 class ClientFailure(Exception):
@@ -45,11 +52,28 @@ class DemoClient:
     def api(self, path: str) -> str:
         return self.api_url + path
 
-    def _headers_for(self, url: str) -> dict[str, str]:
-        return self.headers if url.startswith(self.api_url + "/") else {}
+    def use_key(self, api_key: str | None) -> None:
+        """Sends ``api_key`` as the bearer of every API request from now on (None: no key, the
+        open contract of AUTH_MODE=off)."""
+        self.headers.pop("Authorization", None)
+        if api_key is not None:
+            self.headers.update(bearer(api_key))
 
-    async def request(self, method: str, url: str, body: Any = None) -> Answer:
-        headers = self._headers_for(url)
+    def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+        if not url.startswith(self.api_url + "/"):
+            return {}
+        return {**self.headers, **(extra or {})}
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """``headers`` are added to (and override) the client's own, on API URLs only."""
+        headers = self._headers_for(url, headers)
         data = None
         if body is not None:
             data = orjson.dumps(body)
@@ -68,13 +92,15 @@ class DemoClient:
                 f"{method} {url}: {type(exc).__name__}: {exc}".rstrip(": ")
             ) from exc
 
-    async def get(self, path: str) -> Answer:
+    async def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Answer:
         """GET an API path (``/products/1``)."""
-        return await self.request("GET", self.api(path))
+        return await self.request("GET", self.api(path), headers=headers)
 
-    async def post(self, path: str, body: Any) -> Answer:
-        """POST JSON to an API path."""
-        return await self.request("POST", self.api(path), body)
+    async def post(
+        self, path: str, body: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> Answer:
+        """POST JSON (or nothing) to an API path."""
+        return await self.request("POST", self.api(path), body, headers=headers)
 
     async def fetch(self, url: str) -> Answer:
         """GET any absolute URL: a sample photo, a compressed image (API headers if the API's)."""

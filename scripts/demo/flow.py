@@ -1,13 +1,21 @@
 """The demo itself: create (or find) the demo user and products, wait for them, summarise.
 
 Once only: what it created is remembered in a small JSON state file (``.stack/demo.json`` for
-``make run``, which survives ``make stack-down``). Before it is trusted, every recorded product
-is read back through the API and must still be the demo's (same user, same name); products that
-are gone (a wiped database) are created again. If the state file is lost while the database
-kept the demo user, creating the user answers 409, and the demo user's id is then read from
-PostgreSQL (the API has no lookup by email) and its products found through the API's list.
+``make run``, which survives ``make stack-down``), with the demo user's API key. Before it is
+trusted, the key must still work for the recorded user (``GET /users/{id}/api-keys`` answers
+200), and every recorded product is read back through the API and must still be the demo's (same
+user, same name); products that are gone (a wiped database) are created again.
 
-Every HTTP request goes through :class:`scripts.demo.client.DemoClient`.
+If the state file is lost, or its key no longer works (revoked, or a wiped database: 401), the
+demo signs the user up again; when that answers 409 (the database kept the demo user), the demo
+user's id is read from PostgreSQL (the API has no lookup by email), a fresh key is issued for it
+with the demo's admin key (``POST /users/{id}/api-keys``) and recorded, and its products are
+found through the API's list. Without an admin key (AUTH_MODE=off: the API hands out no keys)
+the same steps run without keys.
+
+Every HTTP request goes through :class:`scripts.demo.client.DemoClient`: the demo user's key on
+every one of them (and in the printed curl line), the admin key only on the sign-up and the
+issuing of a key.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any
 import asyncpg
 from PIL import Image
 
-from scripts.demo.client import Answer, ClientFailure, DemoClient
+from scripts.demo.client import Answer, ClientFailure, DemoClient, bearer
 
 DEMO_EMAIL = "demo@catalogue.invalid"  # .invalid: a domain that can never receive mail
 DEMO_USERNAME = "demo"
@@ -74,6 +82,7 @@ DEMO_PRODUCTS: tuple[ProductSpec, ...] = (
 class DemoState:
     user_id: str
     products: dict[str, str] = field(default_factory=dict)  # spec name -> product id
+    api_key: str | None = None  # the demo user's key; None with AUTH_MODE=off (no keys)
 
     @classmethod
     def load(cls, path: Path) -> DemoState | None:
@@ -87,18 +96,33 @@ class DemoState:
         user_id, products = raw.get("user_id"), raw.get("products")
         if not isinstance(user_id, str) or not isinstance(products, dict):
             return None
-        return cls(user_id, {str(k): str(v) for k, v in products.items()})
+        api_key = raw.get("api_key")
+        return cls(
+            user_id,
+            {str(k): str(v) for k, v in products.items()},
+            api_key if isinstance(api_key, str) and api_key else None,
+        )
 
     def save(self, path: Path) -> None:
+        """Written whole (a temporary file renamed over it), readable by its owner only.
+
+        The file holds the demo user's API key: a local developer credential, for this
+        machine's stack, like ~/.netrc. Hence mode 0600, set on the file before a byte of it is
+        written; keep it out of backups and repositories (.stack/ is ignored by git).
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {
             "version": STATE_VERSION,
             "email": DEMO_EMAIL,
             "user_id": self.user_id,
+            "api_key": self.api_key,
             "products": self.products,
         }
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o600)  # a leftover temporary file keeps its old mode
+            out.write(json.dumps(body, indent=2) + "\n")
         os.replace(tmp, path)
 
 
@@ -110,6 +134,8 @@ class DemoSetup:
     products: tuple[tuple[ProductSpec, str], ...]  # (spec, product id) in DEMO_PRODUCTS order
     user_created: bool
     created: tuple[str, ...]  # ids of the products created by this run
+    api_key: str | None = None  # the demo user's key (None with AUTH_MODE=off)
+    key_issued: bool = False  # a new key was issued through the admin key by this run
 
     @property
     def product_ids(self) -> list[str]:
@@ -139,9 +165,13 @@ def database_user_finder(postgres_url: str) -> FindUser:
 
 
 def _unexpected(what: str, answer: Answer) -> DemoError:
-    return DemoError(
-        f"{what} answered {answer.status}: {answer.body[:300].decode(errors='replace')}"
-    )
+    text = answer.body[:300].decode(errors="replace")
+    if answer.status == 401:
+        text += (
+            " (the API wants an API key and the demo has none that works: give `make run` an "
+            "admin key, ADMIN_API_KEYS, or let it make its own by leaving that unset)"
+        )
+    return DemoError(f"{what} answered {answer.status}: {text}")
 
 
 def _is_demo_product(
@@ -186,16 +216,70 @@ async def _listed_products(
     return found
 
 
-async def _create_or_find_user(client: DemoClient, find_user: FindUser | None) -> tuple[str, bool]:
-    answer = await client.post("/users", {"username": DEMO_USERNAME, "email": DEMO_EMAIL})
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    user_id: str
+    api_key: str | None  # None: the open contract (AUTH_MODE=off), requests carry no key
+    created: bool = False  # signed up by this run
+    key_issued: bool = False  # its key was issued by this run, through the admin key
+
+
+async def _key_works(client: DemoClient, user_id: str, api_key: str) -> bool | None:
+    """Whether ``api_key`` is a live key of user ``user_id``: its key list answers 200 to it.
+    None when the API has no key routes (AUTH_MODE=off: no key is needed)."""
+    answer = await client.get(f"/users/{user_id}/api-keys", headers=bearer(api_key))
+    if answer.status == 200:
+        return True
+    if answer.status in (401, 403):  # revoked, unknown (a wiped database), or someone else's
+        return False
+    if answer.status == 404:
+        return None
+    raise _unexpected(f"GET /users/{user_id}/api-keys", answer)
+
+
+async def _recorded_user(
+    client: DemoClient, state: DemoState, admin_key: str | None
+) -> DemoUser | None:
+    """The recorded user with a key that works, or None when the record cannot be used as it
+    is (then the user is signed up again, or found and given a fresh key)."""
+    if state.api_key is None:
+        # No key recorded: with the open contract none is needed (the products then prove the
+        # record); with keys (an admin key is given), one must be issued.
+        return DemoUser(state.user_id, None) if admin_key is None else None
+    works = await _key_works(client, state.user_id, state.api_key)
+    if works is None:
+        return DemoUser(state.user_id, None)
+    return DemoUser(state.user_id, state.api_key) if works else None
+
+
+async def _issue_key(client: DemoClient, user_id: str, admin_key: str) -> str:
+    path = f"/users/{user_id}/api-keys"
+    answer = await client.post(path, headers=bearer(admin_key))
+    if answer.status != 201:
+        raise _unexpected(f"POST {path} (with the demo's admin key)", answer)
+    return str(answer.json()["api_key"])
+
+
+async def _create_or_find_user(
+    client: DemoClient, find_user: FindUser | None, admin_key: str | None
+) -> DemoUser:
+    # With the admin key when there is one: it may sign up even with USER_SIGNUP=admin.
+    answer = await client.post(
+        "/users",
+        {"username": DEMO_USERNAME, "email": DEMO_EMAIL},
+        headers=bearer(admin_key) if admin_key else None,
+    )
     if answer.status == 201:
-        return str(answer.json()["user_id"]), True
+        body = answer.json()
+        return DemoUser(str(body["user_id"]), body.get("api_key"), created=True)
     if answer.status != 409:
         raise _unexpected("POST /users", answer)
     user_id = await find_user(DEMO_EMAIL) if find_user is not None else None
     if user_id is None:
         raise DemoError(f"the demo user {DEMO_EMAIL} exists but its id is unknown (no state file)")
-    return user_id, False
+    if admin_key is None:
+        return DemoUser(user_id, None)
+    return DemoUser(user_id, await _issue_key(client, user_id, admin_key), key_issued=True)
 
 
 async def ensure_demo(
@@ -203,24 +287,33 @@ async def ensure_demo(
     sample_url: Callable[[str], str],
     state_path: Path,
     find_user: FindUser | None = None,
+    admin_key: str | None = None,
 ) -> DemoSetup:
     """The demo user and products: the recorded ones if they still exist, else created now.
 
-    ``sample_url(name)`` is a sample's URL on the sample server.
+    ``sample_url(name)`` is a sample's URL on the sample server. ``admin_key`` (AUTH_MODE=api_key)
+    signs the demo user up and issues it a fresh key when the recorded one is lost; every other
+    request carries the demo user's own key, which ``client`` keeps sending afterwards.
     """
+    client.use_key(None)  # whatever an earlier run left: each run proves its key again
     state = DemoState.load(state_path)
+    user = await _recorded_user(client, state, admin_key) if state is not None else None
     known: dict[str, str] = {}
-    if state is not None:
+    if state is not None and user is not None:
+        client.use_key(user.api_key)
         for spec in DEMO_PRODUCTS:
             if (product_id := await _recorded_product(client, state, spec, sample_url)) is not None:
                 known[spec.name] = product_id
-    user_created = False
-    if state is not None and known:
-        user_id = state.user_id
-    else:
-        user_id, user_created = await _create_or_find_user(client, find_user)
-        if not user_created:
-            known = await _listed_products(client, user_id, sample_url)
+        if not known and user.api_key is None:
+            user = None  # without a key, only the products proved the record: nothing is left
+    if user is None:
+        user = await _create_or_find_user(client, find_user, admin_key)
+        client.use_key(user.api_key)
+        # Recorded at once: a key issued now must not be issued again by the next run.
+        DemoState(user.user_id, dict(known), user.api_key).save(state_path)
+    if not user.created and len(known) < len(DEMO_PRODUCTS):
+        for name, product_id in (await _listed_products(client, user.user_id, sample_url)).items():
+            known.setdefault(name, product_id)
     created: list[str] = []
     for spec in DEMO_PRODUCTS:
         if spec.name in known:
@@ -228,7 +321,7 @@ async def ensure_demo(
         answer = await client.post(
             "/products",
             {
-                "user_id": user_id,
+                "user_id": user.user_id,
                 "product_name": spec.name,
                 "product_description": spec.description,
                 "product_images": [sample_url(name) for name in spec.samples],
@@ -240,13 +333,15 @@ async def ensure_demo(
         known[spec.name] = str(answer.json()["product_id"])
         created.append(known[spec.name])
         # Saved after each product, so an interrupted run does not create it again.
-        DemoState(user_id, dict(known)).save(state_path)
-    DemoState(user_id, dict(known)).save(state_path)
+        DemoState(user.user_id, dict(known), user.api_key).save(state_path)
+    DemoState(user.user_id, dict(known), user.api_key).save(state_path)
     return DemoSetup(
-        user_id,
+        user.user_id,
         tuple((spec, known[spec.name]) for spec in DEMO_PRODUCTS),
-        user_created,
+        user.created,
         tuple(created),
+        user.api_key,
+        user.key_issued,
     )
 
 
@@ -422,6 +517,8 @@ def render(summary: Summary, state_path: Path | None = None) -> str:
     else:
         where = f" (recorded in {state_path})" if state_path else ""
         origin = f"found from an earlier run{where}, nothing created"
+    if setup.key_issued:
+        origin += "; its API key was not recorded or no longer works: a new one was issued"
     lines = [
         "",
         f"Demo: user {setup.user_id} ({DEMO_EMAIL}), {len(setup.products)} products, {origin}.",
@@ -450,7 +547,13 @@ def render(summary: Summary, state_path: Path | None = None) -> str:
             f"  still {product.status} after {summary.waited_s:.0f} s: product "
             f"{product.product_id} ({product.name}); the workers' log says why"
         )
-    lines += ["", "Try it (JSON with the compressed image URLs):", f"  {summary.curl}", ""]
+    lines += ["", "Try it (JSON with the compressed image URLs):", f"  {summary.curl}"]
+    if setup.api_key is not None:
+        kept = f", kept in {state_path}" if state_path else ""
+        lines.append(
+            f"(the header sends the demo user's API key{kept}; without it the API answers 401)"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -460,13 +563,17 @@ async def run_demo(
     state_path: Path,
     *,
     find_user: FindUser | None = None,
+    admin_key: str | None = None,
     ready_timeout_s: float = 60.0,
     wait_timeout_s: float = 180.0,
 ) -> Summary:
-    """The whole demo: API ready, demo user and products, wait for them, the summary."""
+    """The whole demo: API ready, demo user and products, wait for them, the summary.
+
+    ``admin_key`` is one of the API's ADMIN_API_KEYS (None with AUTH_MODE=off): see
+    :func:`ensure_demo`."""
     await wait_until_ready(client, ready_timeout_s)
     try:
-        setup = await ensure_demo(client, sample_url, state_path, find_user)
+        setup = await ensure_demo(client, sample_url, state_path, find_user, admin_key)
         started = time.monotonic()
         products = await wait_for_terminal(client, setup.product_ids, wait_timeout_s)
         waited = time.monotonic() - started

@@ -6,9 +6,14 @@
    ``http://127.0.0.1:$SAMPLE_SERVER_PORT`` (8090 by default) from this process.
 3. Starts ``run_api.py`` and ``run_workers.py`` with that one origin added to
    IMAGE_ALLOWED_SOURCE_ORIGINS (nothing else is opened), and IMAGE_PUBLIC_BASE_URL following
-   API_PORT when it is left at its default.
+   API_PORT when it is left at its default. With AUTH_MODE=api_key (the default) the API also
+   gets the demo's admin key in ADMIN_API_KEYS: a random key made once and kept in
+   ``.stack/demo-admin-key`` (mode 0600), unless ADMIN_API_KEYS is set, whose first key is then
+   the demo's (:func:`demo_admin_key`). The workers never get it.
 4. Runs the demo (`scripts/demo/flow.py`): waits for ``/readyz``, creates or finds the demo user
-   and products, waits for them, prints the summary and a curl line on stdout.
+   and products (with the demo user's own API key, kept in the state file; the admin key signs
+   it up and issues it a new key when that one is lost), waits for them, prints the summary and
+   a curl line that sends the key on stdout.
 5. Keeps running until Ctrl-C (or SIGTERM/SIGHUP), which stops everything it started; either
    process dying ends the run too. A failure on the way is one line on stderr, not a traceback.
 
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -39,6 +45,7 @@ from scripts.demo.server import HOST as SAMPLE_HOST
 from scripts.demo.server import SampleServer
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY_FILE_NAME = "demo-admin-key"  # next to the state file: .stack/demo-admin-key
 SAMPLE_PORT_VARIABLE = "SAMPLE_SERVER_PORT"
 DEFAULT_SAMPLE_PORT = 8090
 STOP_GRACE_S = 15.0  # on top of the workers' drain timeout
@@ -124,6 +131,76 @@ def api_url(settings: Settings) -> str:
     return f"http://{host}:{settings.api_port}"
 
 
+# -- the demo's admin key --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminKey:
+    """The admin key the demo uses, and where it comes from."""
+
+    key: str
+    source: str  # "ADMIN_API_KEYS" (the user's own) or the path of the file it is kept in
+    generated: bool = False  # made by this run
+    own: bool = False  # the user's ADMIN_API_KEYS: the API reads it itself, nothing to pass
+
+    def api_environment(self) -> dict[str, str]:
+        """What the API's environment must add for the key to work there."""
+        return {} if self.own else {"ADMIN_API_KEYS": self.key}
+
+
+def _valid_admin_key(key: str) -> bool:
+    """Whether the API would take ``key`` as its one admin key (ADMIN_API_KEYS' own rules)."""
+    if not key or "," in key:
+        return False
+    try:
+        return load_settings({"ADMIN_API_KEYS": key}, None).admin_keys == (key,)
+    except SettingsError:
+        return False
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def demo_admin_key(settings: Settings, path: Path) -> AdminKey | None:
+    """The demo's admin key: None with AUTH_MODE=off (no keys at all); the first of the user's
+    ADMIN_API_KEYS when set; else the one kept in ``path``, made there (random, 256 bits, mode
+    0600) when missing or unusable. It is a local developer credential for this machine's stack,
+    and it may act for every user: it is kept where only its owner can read it, given to the API
+    alone (not the workers), and logged nowhere; :attr:`AdminKey.source` says where it lives."""
+    if settings.auth_mode != "api_key":
+        return None
+    if settings.admin_keys:
+        return AdminKey(settings.admin_keys[0], "ADMIN_API_KEYS", own=True)
+    try:
+        kept = path.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    except OSError as exc:
+        raise RunError(f"cannot read the demo admin key from {path}: {exc}") from None
+    if _valid_admin_key(kept):
+        try:
+            os.chmod(path, 0o600)  # however it was left: it stays private
+        except OSError as exc:
+            raise RunError(f"cannot make {path} private (mode 0600): {exc}") from None
+        return AdminKey(kept, str(path))
+    key = secrets.token_urlsafe(32)
+    while not _valid_admin_key(key):  # a draw the rules refuse (catk_…) is all but impossible
+        key = secrets.token_urlsafe(32)
+    try:
+        _write_private(path, key + "\n")
+    except OSError as exc:
+        raise RunError(f"cannot write the demo admin key to {path}: {exc}") from None
+    return AdminKey(key, str(path), generated=True)
+
+
 def child_environment(
     settings: Settings, environ: dict[str, str], dotenv: dict[str, str], origin: str
 ) -> dict[str, str]:
@@ -184,9 +261,16 @@ class Options:
     samples_dir: Path
     ready_timeout_s: float
     wait_timeout_s: float
+    admin_key_file: Path | None = None  # None: next to the state file
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.admin_key_file or self.state_file.with_name(ADMIN_KEY_FILE_NAME)
 
 
-async def _demo(settings: Settings, server: SampleServer, options: Options) -> None:
+async def _demo(
+    settings: Settings, server: SampleServer, options: Options, admin: AdminKey | None
+) -> None:
     async with aiohttp.ClientSession() as session:
         client = DemoClient(session, api_url(settings))
         summary = await run_demo(
@@ -194,6 +278,7 @@ async def _demo(settings: Settings, server: SampleServer, options: Options) -> N
             server.url,
             options.state_file,
             find_user=database_user_finder(settings.postgres_url),
+            admin_key=admin.key if admin is not None else None,
             ready_timeout_s=options.ready_timeout_s,
             wait_timeout_s=options.wait_timeout_s,
         )
@@ -230,10 +315,20 @@ async def run(settings: Settings, port: int, env: dict[str, str], options: Optio
     children: list[Child] = []
     status = 0
     try:
-        children.append(await start_child("the API", "run_api.py", env))
+        # Inside the try: a key that cannot be written stops the sample server too.
+        admin = demo_admin_key(settings, options.admin_key_path)
+        if admin is None:
+            say("AUTH_MODE=off: no API keys (the open contract)")
+        elif admin.own:
+            say("API keys on; the demo's admin key is the first of ADMIN_API_KEYS")
+        else:
+            made = "generated into" if admin.generated else "kept in"
+            say(f"API keys on; the demo's admin key is {made} {admin.source} (mode 0600)")
+        api_env = {**env, **(admin.api_environment() if admin is not None else {})}
+        children.append(await start_child("the API", "run_api.py", api_env))
         children.append(await start_child("the workers", "run_workers.py", env))
         say(f"API on {api_url(settings)}; Ctrl-C stops everything")
-        demo = asyncio.create_task(_demo(settings, server, options))
+        demo = asyncio.create_task(_demo(settings, server, options, admin))
         exits: dict[asyncio.Task[object], Child] = {
             asyncio.create_task(c.process.wait()): c for c in children
         }
@@ -282,8 +377,20 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--wait-timeout", type=float, default=180.0, help="seconds for the demo products"
     )
+    parser.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help=f"the demo's admin key, made once (default: {ADMIN_KEY_FILE_NAME} next to the "
+        "state file); unused when ADMIN_API_KEYS is set or AUTH_MODE=off",
+    )
     args = parser.parse_args(argv)
-    return Options(args.state_file, args.samples_dir, args.ready_timeout, args.wait_timeout)
+    return Options(
+        args.state_file,
+        args.samples_dir,
+        args.ready_timeout,
+        args.wait_timeout,
+        args.admin_key_file,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

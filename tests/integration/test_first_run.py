@@ -1,11 +1,14 @@
 """The first run of `make run`: the demo path against the real stack and the real worker.
 
 The demo code itself (scripts/demo: samples, sample server, client, flow) drives the real API
-app (the `api` fixture) and a real worker process (`WorkerProcess`), on ephemeral loopback ports.
-The worker gets no broad switch: only the sample server's origin is opened to it. The printed
-curl line is run with the real `curl` binary when it is installed (on loopback), else as the GET
-it spells. Then `scripts/run-all` itself: a taken port stops it with one line, and a whole run
-prints the summary and stops everything it started on SIGINT.
+app (the `api` fixture, with AUTH_MODE=api_key and an admin key, as `make run` starts it) and a
+real worker process (`WorkerProcess`), on ephemeral loopback ports. The worker gets no broad
+switch: only the sample server's origin is opened to it. The printed curl line, with the demo
+user's key in its header, is run with the real `curl` binary when it is installed (on loopback),
+else as the GET it spells. A second run creates nothing, no key either; a revoked key and a lost
+state file are recovered through the admin key. Then `scripts/run-all` itself: a taken port
+stops it with one line, and a whole run (making its own admin key) prints the summary and stops
+everything it started on SIGINT.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import asyncio
 import io
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -27,8 +32,8 @@ import pytest
 from PIL import Image
 
 from config import Settings
-from config.settings import env_names, settings_to_env
-from scripts.demo.client import DemoClient
+from config.settings import env_names, load_settings, settings_to_env
+from scripts.demo.client import DemoClient, bearer
 from scripts.demo.flow import (
     DEMO_PRODUCTS,
     DemoState,
@@ -36,6 +41,7 @@ from scripts.demo.flow import (
     render,
     run_demo,
 )
+from scripts.demo.runner import demo_admin_key
 from scripts.demo.samples import BY_NAME, ensure_samples
 from scripts.demo.server import SampleServer
 from testkit.workers import ROOT, WorkerProcess
@@ -43,9 +49,21 @@ from testkit.workers import ROOT, WorkerProcess
 pytestmark = pytest.mark.integration
 
 
+def new_admin_key() -> str:
+    """A key ADMIN_API_KEYS takes (random, and not shaped like a user key)."""
+    key = secrets.token_urlsafe(32)
+    return key if not key.startswith("catk_") else new_admin_key()
+
+
+@pytest.fixture(scope="module")
+def admin_key() -> str:
+    return new_admin_key()
+
+
 @pytest.fixture
-def settings(base_settings, tmp_path):
-    """Own topics, consumer group and storage: no job of another test reaches this worker."""
+def settings(base_settings, tmp_path, admin_key):
+    """Own topics, consumer group and storage: no job of another test reaches this worker. The
+    access layer on, as `make run` starts the API: the demo holds the admin key."""
     suffix = uuid.uuid4().hex[:8]
     return base_settings.replace(
         kafka_jobs_topic=f"first-run-{suffix}",
@@ -53,6 +71,8 @@ def settings(base_settings, tmp_path):
         worker_group_id=f"first-run-{suffix}",
         image_storage_url=str(tmp_path / "images"),
         image_retry_base_seconds=0.05,
+        auth_mode="api_key",
+        admin_api_keys=admin_key,
     )
 
 
@@ -78,6 +98,7 @@ def worker(settings, api, sample_server):
     worker_settings = settings.replace(
         image_allowed_source_origins=sample_server.origin,
         image_public_base_url=f"{api_base(api)}/images",
+        admin_api_keys="",  # as `make run`: the workers never get the admin key
     )
     assert not worker_settings.image_allow_loopback_sources
     assert not worker_settings.image_allow_private_sources
@@ -106,8 +127,33 @@ async def count_rows(db) -> tuple[int, int]:
     )
 
 
+async def count_keys(db) -> int:
+    return await db.fetchval("SELECT count(*) FROM api_keys")
+
+
+def private(path) -> bool:
+    """Readable and writable by its owner only (mode 0600)."""
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def without_headers(line: str) -> str:
+    """The curl line with its -H options dropped: the same request without the key."""
+    words = shlex.split(line)
+    kept = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "-H":
+            skip = True
+        else:
+            kept.append(word)
+    return shlex.join(kept)
+
+
 async def run_curl(line: str, http: aiohttp.ClientSession) -> tuple[int, bytes]:
-    """Runs the printed line: with curl itself if installed, else as the GET it spells."""
+    """Runs the printed line: with curl itself if installed, else as the GET it spells (with
+    the headers of its -H options)."""
     words = shlex.split(line)
     assert words[0] == "curl"
     url = words[-1]
@@ -120,32 +166,50 @@ async def run_curl(line: str, http: aiohttp.ClientSession) -> tuple[int, bytes]:
         assert process.returncode == 0
         body, _, code = out.rpartition(b"\n")
         return int(code), body
-    async with http.get(url) as response:
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words[:-1]) if word == "-H")
+    async with http.get(url, headers=headers) as response:
         return response.status, await response.read()
 
 
 async def test_demo_products_are_processed_once_and_the_curl_line_works(
-    api, db, worker, sample_server, samples, settings, http, tmp_path
+    api, db, worker, sample_server, samples, settings, http, tmp_path, admin_key
 ):
     client = DemoClient(http, api_base(api))
     state_path = tmp_path / "demo.json"
     find_user = database_user_finder(settings.postgres_url)
     rows_before = await count_rows(db)
+    keys_before = await count_keys(db)
 
     summary = await run_demo(
-        client, sample_server.url, state_path, find_user=find_user, wait_timeout_s=180
+        client,
+        sample_server.url,
+        state_path,
+        find_user=find_user,
+        admin_key=admin_key,
+        wait_timeout_s=180,
     )
 
     # The demo created its user and products, and every one of them is done.
     setup = summary.setup
     first_run_created = len(setup.created)
+    # It keeps its user's key (the one POST /users answered) in its state file, owner-only.
+    assert setup.api_key is not None
+    assert setup.api_key.startswith("catk_")
+    assert not setup.key_issued
+    assert DemoState.load(state_path) == DemoState(
+        setup.user_id, {s.name: i for s, i in setup.products}, setup.api_key
+    )
+    assert private(state_path)
+    user_headers = bearer(setup.api_key)
     assert [p.status for p in summary.products] == ["done"] * len(DEMO_PRODUCTS), worker.log()
     assert [p.name for p in summary.products] == [s.name for s in DEMO_PRODUCTS]
     assert summary.not_finished == []
 
     # Every compressed URL answers with an image of the expected dimensions and content type.
     for (spec, product_id), product_summary in zip(setup.products, summary.products, strict=True):
-        async with http.get(f"{api_base(api)}/products/{product_id}") as response:
+        async with http.get(
+            f"{api_base(api)}/products/{product_id}", headers=user_headers
+        ) as response:
             product = await response.json()
         assert product["processing_status"] == "done"
         assert product["product_images"] == [sample_server.url(n) for n in spec.samples]
@@ -178,10 +242,18 @@ async def test_demo_products_are_processed_once_and_the_curl_line_works(
     assert sofa.compressed is not None
     assert sofa.compressed.size < sofa.source.size / 4
 
-    # The printed curl line answers 200 with the product and its compressed URLs.
+    # The printed curl line, with the demo user's key, answers 200 with the product and its
+    # compressed URLs; the same line without the key answers 401.
     printed = render(summary, state_path)
     [line] = [x.strip() for x in printed.splitlines() if x.strip().startswith("curl ")]
-    assert line == summary.curl == f"curl -s {api_base(api)}/products/{setup.products[0][1]}"
+    assert (
+        line
+        == summary.curl
+        == (
+            f"curl -s -H 'Authorization: Bearer {setup.api_key}' "
+            f"{api_base(api)}/products/{setup.products[0][1]}"
+        )
+    )
     status, body = await run_curl(line, http)
     assert status == 200
     answered = json.loads(body)
@@ -189,6 +261,9 @@ async def test_demo_products_are_processed_once_and_the_curl_line_works(
     assert answered["compressed_product_images"] == [
         i.compressed.url for i in summary.products[0].images if i.compressed
     ]
+    status, _ = await run_curl(without_headers(line), http)
+    assert status == 401
+    assert admin_key not in printed
 
     # The worker said at start-up which origin it opens, and only that one.
     opened = [json.loads(x) for x in worker.log().splitlines() if '"ssrf.sources_opened"' in x]
@@ -197,40 +272,131 @@ async def test_demo_products_are_processed_once_and_the_curl_line_works(
     assert opened[0]["allowed_source_origins"] == [sample_server.origin]
     assert opened[0]["allow_loopback_sources"] is False
 
-    # A second run finds them and creates no new user or product.
+    # A second run finds them and creates no new user or product, and no new key: it uses the
+    # recorded one.
     rows_after_first = await count_rows(db)
     assert rows_after_first[0] - rows_before[0] == (1 if setup.user_created else 0)
     assert rows_after_first[1] - rows_before[1] == first_run_created
-    again = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    keys_after_first = await count_keys(db)
+    assert keys_after_first - keys_before == (1 if setup.user_created else 0)
+    again = await run_demo(
+        client, sample_server.url, state_path, find_user=find_user, admin_key=admin_key
+    )
     assert again.setup.created == ()
     assert not again.setup.user_created
     assert again.setup.products == setup.products
+    assert again.setup.api_key == setup.api_key
+    assert not again.setup.key_issued
+    assert again.curl == summary.curl
     assert "found from an earlier run" in render(again, state_path)
     assert await count_rows(db) == rows_after_first
+    assert await count_keys(db) == keys_after_first
 
-    # With the state file lost, the demo user is found through its email: still nothing new.
+    # Its key revoked (401): the demo issues a fresh one through the admin key and records it.
+    key_id = setup.api_key.split("_")[1]
+    async with http.delete(
+        f"{api_base(api)}/users/{setup.user_id}/api-keys/{key_id}", headers=user_headers
+    ) as response:
+        assert response.status == 204
+    status, _ = await run_curl(summary.curl, http)
+    assert status == 401
+    revoked = await run_demo(
+        client, sample_server.url, state_path, find_user=find_user, admin_key=admin_key
+    )
+    assert revoked.setup.key_issued
+    assert revoked.setup.created == ()
+    assert revoked.setup.products == setup.products
+    assert revoked.setup.api_key not in (None, setup.api_key)
+    assert DemoState.load(state_path).api_key == revoked.setup.api_key
+    status, _ = await run_curl(revoked.curl, http)
+    assert status == 200
+    assert "a new one was issued" in render(revoked, state_path)
+    assert await count_rows(db) == rows_after_first
+    assert await count_keys(db) == keys_after_first  # one revoked, one issued
+
+    # With the state file lost, the demo user is found through its email: still nothing new
+    # but the key it is issued through the admin key (and records, owner-only).
     state_path.unlink()
-    lost = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    lost = await run_demo(
+        client, sample_server.url, state_path, find_user=find_user, admin_key=admin_key
+    )
     assert lost.setup.created == ()
     assert lost.setup.user_id == setup.user_id
     assert lost.setup.products == setup.products
+    assert lost.setup.key_issued
+    assert lost.setup.api_key not in (None, revoked.setup.api_key)
+    assert DemoState.load(state_path) == DemoState(
+        setup.user_id, {s.name: i for s, i in setup.products}, lost.setup.api_key
+    )
+    assert private(state_path)
+    status, body = await run_curl(lost.curl, http)
+    assert status == 200
+    assert json.loads(body)["product_id"] == setup.products[0][1]
     assert await count_rows(db) == rows_after_first
+    assert await count_keys(db) == keys_after_first + 1
 
-    # A wiped database (the recorded products are gone, the demo user is not there): the demo
-    # creates its user and products again. The old demo user keeps its rows under another email.
-    DemoState("1", {s.name: str(10**12 + i) for i, s in enumerate(DEMO_PRODUCTS)}).save(state_path)
+    # A wiped database (the recorded products and key are gone, the demo user is not there):
+    # the demo creates its user and products again. The old demo user keeps its rows under
+    # another email.
+    DemoState(
+        "1",
+        {s.name: str(10**12 + i) for i, s in enumerate(DEMO_PRODUCTS)},
+        f"catk_{'0' * 16}_{'A' * 43}",  # well-formed, unknown: 401
+    ).save(state_path)
     await db.execute(
         "UPDATE users SET email = $1 WHERE id = $2",
         f"demo-{uuid.uuid4().hex[:8]}@catalogue.invalid",
         int(setup.user_id),
     )
-    wiped = await run_demo(client, sample_server.url, state_path, find_user=find_user)
+    wiped = await run_demo(
+        client, sample_server.url, state_path, find_user=find_user, admin_key=admin_key
+    )
     assert wiped.setup.user_created
     assert len(wiped.setup.created) == len(DEMO_PRODUCTS)
     assert [p.status for p in wiped.products] == ["done"] * len(DEMO_PRODUCTS)
+    assert wiped.setup.api_key is not None
     assert DemoState.load(state_path) == DemoState(
-        wiped.setup.user_id, {s.name: i for s, i in wiped.setup.products}
+        wiped.setup.user_id, {s.name: i for s, i in wiped.setup.products}, wiped.setup.api_key
     )
+    status, _ = await run_curl(wiped.curl, http)
+    assert status == 200
+
+
+def test_the_demo_admin_key_is_made_once_and_kept_private(tmp_path, admin_key):
+    path = tmp_path / ".stack" / "demo-admin-key"
+    keyed = Settings(auth_mode="api_key")
+    # None with the open contract: no keys at all, nothing written.
+    assert demo_admin_key(keyed.replace(auth_mode="off"), path) is None
+    assert not path.exists()
+    # The first of the user's own ADMIN_API_KEYS, nothing written.
+    theirs = demo_admin_key(keyed.replace(admin_api_keys=f"{admin_key},{new_admin_key()}"), path)
+    assert theirs is not None
+    assert theirs.key == admin_key
+    assert theirs.own
+    assert theirs.api_environment() == {}
+    assert not path.exists()
+    # Else one made once, owner-only, and the same one the next time.
+    made = demo_admin_key(keyed, path)
+    assert made is not None
+    assert made.generated
+    assert not made.own
+    assert path.read_text().strip() == made.key
+    assert private(path)
+    assert made.api_environment() == {"ADMIN_API_KEYS": made.key}
+    assert load_settings({"ADMIN_API_KEYS": made.key}, None).admin_keys == (made.key,)
+    path.chmod(0o644)
+    kept = demo_admin_key(keyed, path)
+    assert kept is not None
+    assert kept.key == made.key
+    assert not kept.generated
+    assert private(path)
+    # An unusable file (too short to be an admin key) is replaced.
+    path.write_text("short\n")
+    remade = demo_admin_key(keyed, path)
+    assert remade is not None
+    assert remade.generated
+    assert remade.key != made.key
+    assert private(path)
 
 
 # -- scripts/run-all -------------------------------------------------------------------------------
@@ -279,6 +445,7 @@ def test_a_taken_port_stops_run_all_with_one_line(settings, tmp_path, variable, 
         f"or set another, e.g. `{variable}={port + 1} make run`"
     ]
     assert not (tmp_path / "demo.json").exists()
+    assert not (tmp_path / "demo-admin-key").exists()
 
 
 def alive(pid: int) -> bool:
@@ -305,6 +472,8 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         WORKER_METRICS_PORT="0",
         WORKER_PROCESSES="1",
         LOG_FORMAT="json",
+        AUTH_MODE="api_key",
+        ADMIN_API_KEYS="",  # as on a fresh machine: run-all makes the demo's admin key
     )
     log = (tmp_path / "run-all.log").open("wb")
     # create_subprocess_exec only starts it; every wait below is bounded.
@@ -339,6 +508,22 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         status, body = await run_curl(curl, http)
         assert status == 200
         assert json.loads(body)["compressed_product_images"]
+        # The line sends the demo user's key, kept (owner-only) in the state file; the admin key
+        # run-all made is kept owner-only next to it, and printed nowhere.
+        state = DemoState.load(tmp_path / "demo.json")
+        assert state is not None
+        assert state.api_key is not None
+        assert f"-H 'Authorization: Bearer {state.api_key}' " in curl
+        status, _ = await run_curl(without_headers(curl), http)
+        assert status == 401
+        assert private(tmp_path / "demo.json")
+        admin_key_file = tmp_path / "demo-admin-key"
+        assert private(admin_key_file)
+        made_admin_key = admin_key_file.read_text().strip()
+        assert load_settings({"ADMIN_API_KEYS": made_admin_key}, None).admin_keys == (
+            made_admin_key,
+        )
+        assert made_admin_key not in text
 
         started = children_of(process.pid)
         assert len(started) == 2  # the API and the workers; the sample server is in-process
@@ -358,3 +543,4 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
     stderr = (tmp_path / "run-all.log").read_text()
     assert "run: stopped" in stderr
     assert "Traceback" not in stderr
+    assert made_admin_key not in stderr

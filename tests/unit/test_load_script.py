@@ -346,30 +346,60 @@ def test_pacer_spaces_slots_without_catch_up_burst() -> None:
 
 
 class FakeCatalogue:
-    """Just enough of the API for the load script, strict about request shapes."""
+    """Just enough of the API for the load script, strict about request shapes.
+
+    With ``keys`` it plays the access layer: POST /users answers the new user's ``api_key``, and
+    the product routes answer 401 unless they get the owner's key (or ``admin_key``) as bearer.
+    """
 
     def __init__(
         self,
         *,
         healthz_status: int = 200,
         on_request: Any = None,
+        keys: bool = False,
+        admin_key: str | None = None,
+        refuse_creates: int = 0,
     ) -> None:
         self.healthz_status = healthz_status
         self.on_request = on_request  # called with the route name on every request
+        self.keys = keys
+        self.admin_key = admin_key
+        self.refuse_creates = refuse_creates  # the first N creates answer 429 (Retry-After: 0)
         self.users: dict[str, dict[str, str]] = {}
         self.emails: set[str] = set()
         self.products: dict[str, dict[str, Any]] = {}
         self.cached: set[str] = set()
         self.calls: Counter[str] = Counter()
+        # (route, Authorization header or None) of every request.
+        self.authorizations: Counter[tuple[str, str | None]] = Counter()
+
+    def _refused(self, request: web.Request, user_id: str | None) -> web.Response | None:
+        """401 unless the request sends the key of ``user_id`` (or the admin key)."""
+        if not self.keys:
+            return None
+        sent = request.headers.get("Authorization")
+        allowed = {f"Bearer {self.admin_key}"} if self.admin_key else set()
+        if user_id is not None:
+            allowed.add(f"Bearer catk_fake_{user_id}")
+        if sent in allowed:
+            return None
+        return web.json_response({"error": "unauthorized"}, status=401)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._seen])
         app.router.add_post("/users", self.create_user)
         app.router.add_post("/products", self.create_product)
         app.router.add_get("/products", self.list_products)
         app.router.add_get("/products/{product_id}", self.get_product)
         app.router.add_get("/healthz", self.healthz)
         return app
+
+    @web.middleware
+    async def _seen(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        route = getattr(request.match_info.handler, "__name__", "?")
+        self.authorizations[route, request.headers.get("Authorization")] += 1
+        return await handler(request)
 
     def _called(self, route: str) -> None:
         self.calls[route] += 1
@@ -384,10 +414,18 @@ class FakeCatalogue:
         self.emails.add(body["email"])
         user_id = str(len(self.users) + 1)
         self.users[user_id] = body
-        return web.json_response({"user_id": user_id, **body}, status=201)
+        answer = {"user_id": user_id, **body}
+        if self.keys:
+            answer["api_key"] = f"catk_fake_{user_id}"
+        return web.json_response(answer, status=201)
 
     async def create_product(self, request: web.Request) -> web.Response:
         self._called("create_product")
+        if self.refuse_creates > 0:
+            self.refuse_creates -= 1
+            return web.json_response(
+                {"error": "rate limit"}, status=429, headers={"Retry-After": "0"}
+            )
         body = await request.json()
         valid = (
             set(body)
@@ -404,6 +442,8 @@ class FakeCatalogue:
         )
         if not valid:
             return web.json_response({"error": "bad product"}, status=400)
+        if (refused := self._refused(request, body["user_id"])) is not None:
+            return refused
         product_id = str(len(self.products) + 1)
         self.products[product_id] = body
         return web.json_response(
@@ -420,6 +460,8 @@ class FakeCatalogue:
         product_id = request.match_info["product_id"]
         if product_id not in self.products:
             return web.json_response({"error": "not found"}, status=404)
+        if (refused := self._refused(request, self.products[product_id]["user_id"])) is not None:
+            return refused
         x_cache = "HIT" if product_id in self.cached else "MISS"
         self.cached.add(product_id)
         return web.json_response(self.products[product_id], headers={"X-Cache": x_cache})
@@ -436,6 +478,8 @@ class FakeCatalogue:
             return web.json_response({"error": "bad query"}, status=400)
         if user_id not in self.users:
             return web.json_response({"error": "no such user"}, status=400)
+        if (refused := self._refused(request, user_id)) is not None:
+            return refused
         rows = [
             p
             for p in self.products.values()
@@ -552,6 +596,117 @@ async def test_list_and_create_runs() -> None:
     assert fake.calls["create_user"] == 2  # a fresh, uniquely named user per run
     assert fake.calls["create_product"] == 5 + 30
     assert all(p["product_images"] == [] for p in fake.products.values())
+
+
+async def test_the_users_api_key_is_sent_as_bearer_on_its_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(loadgen.API_KEY_VARIABLE, raising=False)
+    fake = FakeCatalogue(keys=True)
+    async with serve(fake) as url:
+        summary = await loadgen.run_load(
+            _cfg(
+                url,
+                "mixed",
+                *("--requests", "200", "--concurrency", "8", "--seed-products", "10"),
+                *("--random-seed", "5"),
+            )
+        )
+    assert summary["errors"] == 0, summary
+    assert summary["status_counts"].get("401") is None
+    kinds = summary["by_kind"]
+    assert set(kinds) == {"get-hit", "list", "create"}
+    # The sign-up went without a key; everything after it with the key it answered.
+    assert fake.authorizations == Counter(
+        {
+            ("create_user", None): 1,
+            ("create_product", "Bearer catk_fake_1"): 10 + kinds["create"],
+            ("get_product", "Bearer catk_fake_1"): 10 + kinds["get-hit"],
+            ("list_products", "Bearer catk_fake_1"): kinds["list"],
+        }
+    )
+
+
+async def test_without_keys_the_requests_carry_no_authorization(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(loadgen.API_KEY_VARIABLE, raising=False)
+    fake = FakeCatalogue()  # the open contract: POST /users answers no api_key
+    async with serve(fake) as url:
+        summary = await loadgen.run_load(
+            _cfg(url, "get-hit", "--requests", "20", "--concurrency", "2", "--seed-products", "3")
+        )
+    assert summary["errors"] == 0
+    assert {authorization for _route, authorization in fake.authorizations} == {None}
+
+
+async def test_api_key_is_sent_instead_from_the_sign_up_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = "an-admin-key-of-the-fake-0123456789abcdef"
+    fake = FakeCatalogue(keys=True, admin_key=admin)
+    async with serve(fake) as url:
+        listed = await loadgen.run_load(
+            _cfg(
+                url,
+                "list",
+                *("--requests", "20", "--concurrency", "2", "--seed-products", "3"),
+                "--api-key",
+                admin,
+            )
+        )
+        # The same from LOAD_API_KEY, which keeps the key out of the process list.
+        monkeypatch.setenv(loadgen.API_KEY_VARIABLE, admin)
+        from_env = _cfg(url, "healthz", "--requests", "5", "--concurrency", "1")
+        assert from_env.api_key == admin
+        healthz = await loadgen.run_load(from_env)
+    assert listed["errors"] == 0, listed
+    assert healthz["errors"] == 0
+    assert {authorization for _route, authorization in fake.authorizations} == {f"Bearer {admin}"}
+    assert fake.authorizations["create_user", f"Bearer {admin}"] == 1
+    assert fake.authorizations["healthz", f"Bearer {admin}"] == 5
+
+
+async def test_seeding_waits_out_rate_limit_refusals(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(loadgen.API_KEY_VARIABLE, raising=False)
+    fake = FakeCatalogue(keys=True, refuse_creates=5)
+    async with serve(fake) as url:
+        summary = await loadgen.run_load(
+            loadgen.parse_args(
+                [
+                    *("--url", url, "--scenario", "get-hit", "--requests", "20"),
+                    *("--concurrency", "2", "--seed-products", "8"),
+                ]
+            )
+        )
+    assert summary["seeded_products"] == 8
+    assert summary["errors"] == 0, summary
+    assert fake.calls["create_product"] == 8 + 5  # each refusal sent again
+    assert capsys.readouterr().err.count("seeding is rate-limited") == 1
+
+
+def test_rate_limit_refusals_are_warned_about() -> None:
+    stats = loadgen.Stats()
+    for _ in range(3):
+        stats.record_response("get-hit", 200, 0.001, "HIT")
+    stats.record_response("get-hit", 429, 0.001, None)
+    summary = loadgen.build_summary(
+        stats,
+        scenario="get-hit",
+        url="http://127.0.0.1:8080",
+        concurrency=4,
+        rate_limit=None,
+        elapsed_s=1.0,
+        stop_reason="requests",
+        cpu_s=0.1,
+    )
+    assert summary["errors_by_status"] == {"429": 1}
+    [warning] = summary["warnings"]
+    assert "1 requests (25%)" in warning
+    assert "rate limit (429)" in warning
+    assert "--api-key" in warning
 
 
 async def test_server_errors_show_up_by_status(

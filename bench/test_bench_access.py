@@ -1,0 +1,254 @@
+"""The access layer's cost on the hot path, for the with-key targets of bench/report.py: wrk
+against two real APIs (run_api.py, one process each) side by side in one run, on the same
+database and the same cache:
+
+- ``off``: AUTH_MODE=off, the open contract;
+- ``key``: AUTH_MODE=api_key, as deployed by default, with a read limit no wrk run can reach
+  (RATE_LIMIT_READS=1000000/s: a limiter that refused would fake a fast path, so every GET must
+  answer 200, which wrk's count of error statuses checks) and the default write limit
+  (RATE_LIMIT_WRITES, 20/s).
+
+Both APIs are pinned to the same CPU and wrk (one thread, 64 connections, closed loop) to
+another, as in bench/test_bench_throughput.py. Rounds interleave, their order alternating from
+one round to the next: the cache-hit GET /products/{id} on ``off`` without a key, the same GET on
+``key`` with the seeded user's key (wrk -H 'Authorization: Bearer …'), and /healthz on ``key``.
+The ratios are medians of the per-round ratios: with-key / off (target ≥ 0.9) and with-key /
+/healthz (target ≥ 0.6).
+
+Then the write path with the limits on: POST /products (no images) with the user's key on ``key``,
+wrk counting the answers by status: the admitted creates/s (201) and the share refused (429).
+
+Writes bench/results/access.json. Fails only if the benchmark itself breaks (an API does not
+start, wrk errors, a GET answers an error status, a create answers anything but 201 or 429);
+skipped when wrk is not installed. Timings never fail it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bench.api_process import ApiClient, bearer, bench_env, running_api
+from bench.conftest import QUICK, write_result
+from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
+from config import Settings
+
+DURATION_S = 3 if QUICK else 10
+WARMUP_S = 1  # a discarded run of each scenario before the rounds
+ROUNDS = 3 if QUICK else 5
+CONNECTIONS = 64
+PRODUCTS = 100
+# Both APIs share it (same database, so the same cached bytes); the other benchmarks use 12-14.
+REDIS_DB = 11
+READ_LIMIT = "1000000/s"  # never reached: ~50 times what one API process serves
+DEFAULTS = Settings()
+
+pytestmark = pytest.mark.skipif(
+    wrk_path() is None,
+    reason="wrk is not installed (Debian package 'wrk'): the access benchmark needs it",
+)
+
+
+def _admin_key() -> str:
+    key = secrets.token_urlsafe(32)
+    return key if not key.startswith("catk_") else _admin_key()
+
+
+@dataclass
+class Apis:
+    off: ApiClient
+    key: ApiClient
+    plan: CpuPlan
+
+    @property
+    def user_key(self) -> str:
+        assert self.key.api_key is not None
+        return self.key.api_key
+
+
+@pytest.fixture(scope="module")
+def apis(stack_env, tmp_path_factory) -> Iterator[Apis]:
+    images = str(tmp_path_factory.mktemp("images"))
+    admin = _admin_key()
+    off_env = bench_env(stack_env, redis_db=REDIS_DB, images_dir=images, auth_mode="off")
+    key_env = bench_env(
+        stack_env,
+        redis_db=REDIS_DB,
+        images_dir=images,
+        auth_mode="api_key",
+        extra={
+            "ADMIN_API_KEYS": admin,
+            "USER_SIGNUP": DEFAULTS.user_signup,
+            "PRODUCT_READS": DEFAULTS.product_reads,
+            "RATE_LIMIT_READS": READ_LIMIT,
+            # The product's defaults, whatever the caller's shell says.
+            "RATE_LIMIT_WRITES": str(DEFAULTS.rate_limit_writes),
+            "IMAGE_QUOTA_PER_HOUR": str(DEFAULTS.image_quota_per_hour),
+        },
+    )
+    plan = cpu_plan()
+    prefix = plan.prefix(plan.server)
+    with contextlib.ExitStack() as stack:
+        off, off_process = stack.enter_context(running_api(off_env, command_prefix=prefix))
+        key, key_process = stack.enter_context(running_api(key_env, command_prefix=prefix))
+        if plan.pinned:  # taskset exec'd the interpreter: the pids are the APIs' own
+            assert os.sched_getaffinity(off_process.pid) == {plan.server}
+            assert os.sched_getaffinity(key_process.pid) == {plan.server}
+        # Seeded with the admin key (exempt from the write limit); read with the user's key.
+        key.seed_key = admin
+        key.seed(PRODUCTS, name="access", price=lambda i: 10 + i % 40)
+        assert key.api_key is not None, "POST /users answered no key"
+        assert key.api_key.startswith("catk_"), key.api_key
+        off.user_id, off.product_ids = key.user_id, list(key.product_ids)
+        key.warm(key.product_ids)
+        off.warm(off.product_ids)
+        yield Apis(off, key, plan)
+
+
+def _checked_hit(client: ApiClient, product_id: int) -> dict[str, str]:
+    status, body, headers = client.exchange("GET", f"/products/{product_id}")
+    assert status == 200, body
+    assert headers.get("X-Cache") == "HIT", headers
+    return headers
+
+
+def _rate_limit_fields(headers: dict[str, str]) -> list[str]:
+    return [name for name in headers if name.lower().startswith("ratelimit")]
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = sum(run["requests"] for run in runs)
+    seconds = sum(run["duration_s"] for run in runs)
+    return {
+        "rps": requests / seconds if seconds else 0.0,
+        "round_rps": [run["rps"] for run in runs],
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+    }
+
+
+def test_access_layer_cost(apis: Apis) -> None:
+    # Before: the access layer is on where it should be, and the limiter is in the path (its
+    # RateLimit header fields on the answer).
+    assert not _rate_limit_fields(_checked_hit(apis.off, apis.off.product_ids[0]))
+    assert _rate_limit_fields(_checked_hit(apis.key, apis.key.product_ids[0]))
+    status, _, _ = apis.key.exchange(
+        "GET", f"/products/{apis.key.product_ids[0]}", api_key="catk_" + "0" * 16 + "_" + "A" * 43
+    )
+    assert status == 401
+
+    cpu_prefix = apis.plan.prefix(apis.plan.client)
+    ids = [str(i) for i in apis.key.product_ids]
+    key_header = bearer(apis.user_key)
+    scenarios: dict[str, tuple[str, list[str], dict[str, str]]] = {
+        "get-hit off": (apis.off.url, ["get", *ids], {}),
+        "get-hit with key": (apis.key.url, ["get", *ids], key_header),
+        "healthz": (apis.key.url, ["path", "/healthz"], {}),
+    }
+
+    def run(name: str, duration_s: int) -> dict[str, Any]:
+        url, script_args, headers = scenarios[name]
+        return run_wrk(
+            url,
+            script_args,
+            duration_s=duration_s,
+            connections=CONNECTIONS,
+            cpu_prefix=cpu_prefix,
+            headers=headers,
+        )
+
+    for name in scenarios:  # warm-up, discarded
+        run(name, WARMUP_S)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
+    order = list(scenarios)
+    for round_number in range(ROUNDS):
+        for name in order if round_number % 2 == 0 else reversed(order):
+            result = run(name, DURATION_S)
+            # An error status means a broken benchmark (or a limiter refusing): fail.
+            assert result["requests"] > 0, f"{name}: no request\n{result['output']}"
+            assert result["status_errors"] == 0, f"{name}: error statuses\n{result['output']}"
+            runs[name].append(result)
+
+    # After: still served from the cache, with the key.
+    for product_id in apis.key.product_ids[:: PRODUCTS // 10]:
+        _checked_hit(apis.key, product_id)
+
+    # The write path with the limits on: one key's creates, 201 or 429.
+    create = run_wrk(
+        apis.key.url,
+        ["statuses", "create", json.dumps(apis.key.user_id)],
+        duration_s=DURATION_S,
+        connections=CONNECTIONS,
+        cpu_prefix=cpu_prefix,
+        headers=key_header,
+    )
+    statuses = create["statuses"]
+    assert set(statuses) <= {201, 429}, f"create: unexpected statuses {statuses}"
+    assert statuses.get(201, 0) > 0, f"create: nothing admitted {statuses}"
+    assert sum(statuses.values()) == create["requests"], (statuses, create["requests"])
+    assert create["socket_errors"] == 0, create["output"]
+
+    key_over_off = [
+        key["rps"] / off["rps"]
+        for key, off in zip(runs["get-hit with key"], runs["get-hit off"], strict=True)
+    ]
+    key_over_healthz = [
+        key["rps"] / health["rps"]
+        for key, health in zip(runs["get-hit with key"], runs["healthz"], strict=True)
+    ]
+    summaries = {name: _summary(results) for name, results in runs.items()}
+    write = {
+        "rps": create["rps"],
+        "admitted_per_s": statuses.get(201, 0) / create["duration_s"],
+        "refused_share": statuses.get(429, 0) / create["requests"],
+        "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "p50_ms": create["p50_ms"],
+        "p99_ms": create["p99_ms"],
+        "limit": str(DEFAULTS.rate_limit_writes),
+    }
+    path = write_result(
+        "access",
+        {
+            "tool": "wrk",
+            "connections": CONNECTIONS,
+            "duration_s": DURATION_S,
+            "warmup_s": WARMUP_S,
+            "rounds": ROUNDS,
+            "pinned": apis.plan.pinned,
+            "read_limit": READ_LIMIT,
+            "scenarios": summaries,
+            "key_over_off": statistics.median(key_over_off),
+            "key_over_off_rounds": key_over_off,
+            "key_over_healthz": statistics.median(key_over_healthz),
+            "key_over_healthz_rounds": key_over_healthz,
+            "create": write,
+        },
+    )
+    print(
+        f"\nwrk -t1 -c{CONNECTIONS} -d{DURATION_S}s × {ROUNDS} interleaved rounds,"
+        f" pinned: {apis.plan.pinned} ({path})"
+    )
+    for name, row in summaries.items():
+        rounds = " ".join(f"{rps:.0f}" for rps in row["round_rps"])
+        print(
+            f"{name:<17} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms"
+            f"  p99 {row['p99_ms']:.2f} ms  (rounds: {rounds})"
+        )
+    print(
+        f"with key / off: {statistics.median(key_over_off):.2f}"
+        f" (rounds: {' '.join(f'{r:.2f}' for r in key_over_off)});"
+        f" with key / healthz: {statistics.median(key_over_healthz):.2f}"
+    )
+    print(
+        f"create with limits on ({write['limit']} per key): {write['rps']:.0f} answers/s,"
+        f" {write['admitted_per_s']:.1f} admitted/s, {write['refused_share']:.1%} refused (429)"
+    )
