@@ -555,7 +555,6 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "Queued: the product as it is now (its images pending; the previous "
                     "outputs stay shown until the new ones are ready)",
                     _ref("schemas", "Product"),
-                    Location=_header("The product", {"type": "string"}, required=True),
                 ),
                 "400": _error("Not an id"),
                 "404": _error("No such product" + not_yours),

@@ -47,6 +47,9 @@ local partial = ARGV[4] == '1'
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local ceiling = now + burst * interval
+-- A bucket filled under a lower rate (the setting was raised since) holds more debt
+-- than this rate can: it is empty now, not for the old rate's time.
+if tat > ceiling then tat = ceiling end
 local available = math.floor((ceiling - tat) / interval)
 local grant = want
 if available < want then

@@ -53,11 +53,7 @@ async def delete_product(request: web.Request) -> web.Response:
 async def reprocess_product(request: web.Request) -> web.Response:
     product_id = parse_id(request.match_info["product_id"], "product_id")
     body = await request.app[PRODUCT_CHANGES].reprocess(product_id, owner=_owner(request))
-    return web.Response(
-        status=202,
-        body=body,
-        headers={"Content-Type": JSON, "Location": f"/products/{product_id}"},
-    )
+    return web.Response(status=202, body=body, headers={"Content-Type": JSON})
 
 
 async def delete_user(request: web.Request) -> web.Response:
