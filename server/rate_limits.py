@@ -29,7 +29,10 @@ from config.rates import Rate
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "ratelimit:v1:"
+# A bucket's key names its rate too: a timestamp means nothing under another rate, so a changed
+# setting starts every budget whole (what a raised limit should do at once; a lowered one
+# grants one last period's worth) instead of leaving debt the new rate cannot read.
+KEY_PREFIX = "ratelimit:v2:"
 LEASE_FRACTION = 20  # a lease holds limit / LEASE_FRACTION tokens (at least one)
 LEASE_LIFETIME_S = 1.0
 REDIS_RETRY_AFTER_S = 1.0
@@ -47,9 +50,6 @@ local partial = ARGV[4] == '1'
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
 local ceiling = now + burst * interval
--- A bucket filled under a lower rate (the setting was raised since) holds more debt
--- than this rate can: it is empty now, not for the old rate's time.
-if tat > ceiling then tat = ceiling end
 local available = math.floor((ceiling - tat) / interval)
 local grant = want
 if available < want then
@@ -209,7 +209,7 @@ class RateLimiter:
         interval_us = max(1, round(rate.interval_s * 1_000_000))
         try:
             granted, remaining, full_in_us, retry_us = await self._take(
-                keys=[KEY_PREFIX + bucket],
+                keys=[f"{KEY_PREFIX}{bucket}:{rate}"],
                 args=[interval_us, rate.limit, lease_size, "1" if lease else "0"],
             )
         except (RedisError, OSError) as exc:

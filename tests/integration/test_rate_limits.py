@@ -49,6 +49,19 @@ async def test_a_refusal_carries_retry_after_and_the_ratelimit_fields(client):
     assert 40 <= int(refused["RateLimit-Reset"]) <= 60  # the whole burst back
 
 
+async def test_a_raised_limit_starts_the_budget_whole_and_never_negative(client):
+    # A budget spent under 5/min (its debt is a minute long), then the setting raised to
+    # 1000/s: the new rate's budget is there at once, its remaining counted from its limit.
+    name = bucket()
+    low = RateLimiter(client, share=1)
+    assert await admitted(low, name, Rate(5, 60.0), 6) == 5
+    high = RateLimiter(client, share=1)  # another process, started with the new setting
+    verdict = await high.take(name, Rate(1000, 1.0))
+    assert verdict.allowed
+    assert 0 <= verdict.remaining <= 999
+    assert int(verdict.headers()["RateLimit-Reset"]) <= 1
+
+
 async def test_a_refusal_is_remembered_without_asking_redis_again(client):
     limiter, name, rate = RateLimiter(client, share=1), bucket(), Rate(1, 60.0)
     assert (await limiter.take(name, rate)).allowed
