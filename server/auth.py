@@ -111,20 +111,21 @@ class Authenticator:
                 matched = number
         return self._admins[matched] if matched >= 0 else None
 
+    def recent(self, token: str, now: float) -> Caller | None:
+        """The hot path's question, without raising: the user caller of a well-formed key whose
+        id this process verified less than KEY_CACHE_TTL_S before `now` and whose secret
+        matches; None for anything else (`remembered` then gives the full answer)."""
+        if len(token) != TOKEN_LENGTH or token[_ID_END] != "_" or not token.startswith(PREFIX):
+            return None
+        known = self._known.get(token[_ID_START:_ID_END])
+        if known is None or now - known.loaded_at >= KEY_CACHE_TTL_S or not known.secret_hash:
+            return None
+        return known.caller if secret_matches(token[_ID_END + 1 :], known.secret_hash) else None
+
     def remembered(self, token: str) -> Caller | None:
         """Without I/O: the caller of an admin key or of a user key verified less than
         KEY_CACHE_TTL_S ago; None when the key must be loaded (`caller`); InvalidToken when
         the token names no caller (malformed, or a wrong secret for a remembered id)."""
-        # The common case first, without the regex: a key of the right shape whose id is
-        # remembered (ids are only remembered after the regex checked them), its secret then
-        # judged by its hash alone.
-        if len(token) == TOKEN_LENGTH and token[_ID_END] == "_" and token.startswith(PREFIX):
-            known = self._known.get(token[_ID_START:_ID_END])
-            if known is not None and time.monotonic() - known.loaded_at < KEY_CACHE_TTL_S:
-                secret = token[_ID_END + 1 :]
-                if not known.secret_hash or not secret_matches(secret, known.secret_hash):
-                    raise InvalidToken("unknown")
-                return known.caller
         parsed = parse_token(token)
         if parsed is None:
             if self._admin_digests and (admin := self._admin(token)) is not None:
