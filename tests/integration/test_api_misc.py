@@ -116,6 +116,7 @@ async def test_the_request_id_is_echoed_or_generated(api):
     second = (await api.get("/healthz")).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", first)
     assert first != second
+    assert first[:16] == second[:16]  # one process: its random part, then its counter
 
 
 async def test_an_unexpected_exception_is_a_500_with_a_request_id_that_is_logged(
