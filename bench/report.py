@@ -260,14 +260,14 @@ def access_section(data: dict[str, Any] | None) -> list[str]:
         " keyed GETs sending the seeded user's key (`-H 'Authorization: Bearer …'`). Ratios are"
         " medians of the per-round ratios.",
         "",
-        "| scenario | requests/s | per round | p50 (ms) | p99 (ms) |",
-        "|---|---:|---|---:|---:|",
+        "| scenario | requests/s | per round | p50 (ms) | p99 (ms) | server CPU µs/request |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for name, row in scenarios.items():
         rounds = ", ".join(f"{rps:.0f}" for rps in row.get("round_rps", []))
         lines.append(
             f"| {name} | {_num(row['rps'], '{:.0f}')} | {rounds} | {_num(row['p50_ms'])}"
-            f" | {_num(row['p99_ms'])} |"
+            f" | {_num(row['p99_ms'])} | {_num(row.get('cpu_us_per_request'), '{:.1f}')} |"
         )
     key_off = ", ".join(f"{r:.2f}" for r in data.get("key_over_off_rounds", []))
     key_health = ", ".join(f"{r:.2f}" for r in data.get("key_over_healthz_rounds", []))
@@ -277,6 +277,9 @@ def access_section(data: dict[str, Any] | None) -> list[str]:
         f" rounds: {key_off})",
         f"- **with key / `/healthz`: {_num(data.get('key_over_healthz'))}×** (target ≥"
         f" {WITH_KEY_HEALTHZ_TARGET}×; rounds: {key_health})",
+        f"- the same from server CPU per request (off's µs over with-key's; steadier when a round"
+        f" loses the core): with key / off {_num(data.get('key_over_off_cpu'))}×, with key /"
+        f" `/healthz` {_num(data.get('key_over_healthz_cpu'))}×",
         "",
     ]
     create = data.get("create")

@@ -13,7 +13,8 @@ another, as in bench/test_bench_throughput.py. Rounds interleave, their order al
 one round to the next: the cache-hit GET /products/{id} on ``off`` without a key, the same GET on
 ``key`` with the seeded user's key (wrk -H 'Authorization: Bearer …'), and /healthz on ``key``.
 The ratios are medians of the per-round ratios: with-key / off (target ≥ 0.9) and with-key /
-/healthz (target ≥ 0.6).
+/healthz (target ≥ 0.6), from requests/s and, steadier on a shared machine, from the server's CPU
+time per request (/proc/<pid>/stat over each run: off's over with-key's).
 
 Then the write path with the limits on: POST /products (no images) with the user's key on ``key``,
 wrk counting the answers by status: the admitted creates/s (201) and the share refused (429).
@@ -38,12 +39,14 @@ import pytest
 
 from bench.api_process import ApiClient, bearer, bench_env, running_api
 from bench.conftest import QUICK, write_result
+from bench.proc_cpu import cpu_seconds
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
 from config import Settings
 
-DURATION_S = 3 if QUICK else 10
+DURATION_S = 1 if QUICK else 3  # short rounds, many: a noisy second spoils one pair, not a run
 WARMUP_S = 1  # a discarded run of each scenario before the rounds
-ROUNDS = 3 if QUICK else 5
+ROUNDS = 9 if QUICK else 15
+CREATE_DURATION_S = 3 if QUICK else 10
 CONNECTIONS = 64
 PRODUCTS = 100
 # Both APIs share it (same database, so the same cached bytes); the other benchmarks use 12-14.
@@ -67,6 +70,8 @@ class Apis:
     off: ApiClient
     key: ApiClient
     plan: CpuPlan
+    off_pid: int
+    key_pid: int
 
     @property
     def user_key(self) -> str:
@@ -110,7 +115,7 @@ def apis(stack_env, tmp_path_factory) -> Iterator[Apis]:
         off.user_id, off.product_ids = key.user_id, list(key.product_ids)
         key.warm(key.product_ids)
         off.warm(off.product_ids)
-        yield Apis(off, key, plan)
+        yield Apis(off, key, plan, off_process.pid, key_process.pid)
 
 
 def _checked_hit(client: ApiClient, product_id: int) -> dict[str, str]:
@@ -133,6 +138,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": statistics.median(run["p50_ms"] for run in runs),
         "p99_ms": statistics.median(run["p99_ms"] for run in runs),
         "errors": sum(run["errors"] for run in runs),
+        "cpu_us_per_request": statistics.median(run["cpu_us_per_request"] for run in runs),
+        "round_cpu_us_per_request": [run["cpu_us_per_request"] for run in runs],
     }
 
 
@@ -149,15 +156,16 @@ def test_access_layer_cost(apis: Apis) -> None:
     cpu_prefix = apis.plan.prefix(apis.plan.client)
     ids = [str(i) for i in apis.key.product_ids]
     key_header = bearer(apis.user_key)
-    scenarios: dict[str, tuple[str, list[str], dict[str, str]]] = {
-        "get-hit off": (apis.off.url, ["get", *ids], {}),
-        "get-hit with key": (apis.key.url, ["get", *ids], key_header),
-        "healthz": (apis.key.url, ["path", "/healthz"], {}),
+    scenarios: dict[str, tuple[str, int, list[str], dict[str, str]]] = {
+        "get-hit off": (apis.off.url, apis.off_pid, ["get", *ids], {}),
+        "get-hit with key": (apis.key.url, apis.key_pid, ["get", *ids], key_header),
+        "healthz": (apis.key.url, apis.key_pid, ["path", "/healthz"], {}),
     }
 
     def run(name: str, duration_s: int) -> dict[str, Any]:
-        url, script_args, headers = scenarios[name]
-        return run_wrk(
+        url, pid, script_args, headers = scenarios[name]
+        cpu_before = cpu_seconds(pid)
+        result = run_wrk(
             url,
             script_args,
             duration_s=duration_s,
@@ -165,6 +173,9 @@ def test_access_layer_cost(apis: Apis) -> None:
             cpu_prefix=cpu_prefix,
             headers=headers,
         )
+        cpu_s = cpu_seconds(pid) - cpu_before
+        result["cpu_us_per_request"] = cpu_s / max(1, result["requests"]) * 1e6
+        return result
 
     for name in scenarios:  # warm-up, discarded
         run(name, WARMUP_S)
@@ -186,7 +197,7 @@ def test_access_layer_cost(apis: Apis) -> None:
     create = run_wrk(
         apis.key.url,
         ["statuses", "create", json.dumps(apis.key.user_id)],
-        duration_s=DURATION_S,
+        duration_s=CREATE_DURATION_S,
         connections=CONNECTIONS,
         cpu_prefix=cpu_prefix,
         headers=key_header,
@@ -205,6 +216,16 @@ def test_access_layer_cost(apis: Apis) -> None:
         key["rps"] / health["rps"]
         for key, health in zip(runs["get-hit with key"], runs["healthz"], strict=True)
     ]
+    # The same ratios from server CPU per request (off's over with-key's: a throughput ratio for
+    # a CPU-bound server), steadier than requests/s when a round loses the core.
+    key_over_off_cpu = [
+        off["cpu_us_per_request"] / key["cpu_us_per_request"]
+        for key, off in zip(runs["get-hit with key"], runs["get-hit off"], strict=True)
+    ]
+    key_over_healthz_cpu = [
+        health["cpu_us_per_request"] / key["cpu_us_per_request"]
+        for key, health in zip(runs["get-hit with key"], runs["healthz"], strict=True)
+    ]
     summaries = {name: _summary(results) for name, results in runs.items()}
     write = {
         "rps": create["rps"],
@@ -221,6 +242,7 @@ def test_access_layer_cost(apis: Apis) -> None:
             "tool": "wrk",
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
+            "create_duration_s": CREATE_DURATION_S,
             "warmup_s": WARMUP_S,
             "rounds": ROUNDS,
             "pinned": apis.plan.pinned,
@@ -230,6 +252,10 @@ def test_access_layer_cost(apis: Apis) -> None:
             "key_over_off_rounds": key_over_off,
             "key_over_healthz": statistics.median(key_over_healthz),
             "key_over_healthz_rounds": key_over_healthz,
+            "key_over_off_cpu": statistics.median(key_over_off_cpu),
+            "key_over_off_cpu_rounds": key_over_off_cpu,
+            "key_over_healthz_cpu": statistics.median(key_over_healthz_cpu),
+            "key_over_healthz_cpu_rounds": key_over_healthz_cpu,
             "create": write,
         },
     )
@@ -241,12 +267,16 @@ def test_access_layer_cost(apis: Apis) -> None:
         rounds = " ".join(f"{rps:.0f}" for rps in row["round_rps"])
         print(
             f"{name:<17} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms"
-            f"  p99 {row['p99_ms']:.2f} ms  (rounds: {rounds})"
+            f"  p99 {row['p99_ms']:.2f} ms  {row['cpu_us_per_request']:.1f} µs CPU/request"
+            f"  (rounds: {rounds})"
         )
     print(
         f"with key / off: {statistics.median(key_over_off):.2f}"
         f" (rounds: {' '.join(f'{r:.2f}' for r in key_over_off)});"
-        f" with key / healthz: {statistics.median(key_over_healthz):.2f}"
+        f" with key / healthz: {statistics.median(key_over_healthz):.2f};"
+        f" by CPU per request: {statistics.median(key_over_off_cpu):.2f}"
+        f" (rounds: {' '.join(f'{r:.2f}' for r in key_over_off_cpu)})"
+        f" and {statistics.median(key_over_healthz_cpu):.2f}"
     )
     print(
         f"create with limits on ({write['limit']} per key): {write['rps']:.0f} answers/s,"

@@ -125,12 +125,13 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     The hot path, a user key this process verified within the last second and a budget with
     tokens leased, runs without an await of its own and allocates only its answer's header
     values: a hash of the secret, three dict lookups, one clock read. Anything else (no key,
-    an admin key, a key to load or refuse, a lease to refill, sign-up) takes `_checked`."""
+    an admin key, a key to load or refuse, a lease to refill, sign-up) is `_checked`."""
     gate = request.app[GATE]
     needs = gate.routes.get(request.match_info.handler, Access.OPEN)
     if needs is Access.OPEN:
         return await handler(request)
     header = request.headers.get("Authorization")
+    fields = None
     if header is not None and needs is not Access.SIGNUP and header.startswith("Bearer "):
         now = time.monotonic()
         caller = gate.authenticator.recent(header[_BEARER:], now)
@@ -141,14 +142,30 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
                 fields = gate.limiter.spend_leased_fields(caller.writes_bucket, now)
             if fields is not None:
                 request[CALLER] = caller
-                return await _with_fields(request, handler, fields)
-    return await _checked(gate, needs, header, request, handler)
+    if fields is None:
+        decided = await _checked(gate, needs, header, request)
+        if isinstance(decided, web.StreamResponse):  # refused
+            return decided
+        if decided is None:  # an admin: no budget
+            return await handler(request)
+        fields = decided
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        # A refusal by another budget (the image quota) keeps its own fields.
+        for name, value in fields.items():
+            error.headers.setdefault(name, value)
+        raise
+    response.headers.update(fields)
+    return response
 
 
 async def _checked(
-    gate: Gate, needs: Access, header: str | None, request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Every request the hot path does not answer: the whole decision."""
+    gate: Gate, needs: Access, header: str | None, request: web.Request
+) -> dict[str, str] | web.StreamResponse | None:
+    """Every request the hot path does not admit, decided in full: the caller set on the
+    request, then its budget's RateLimit fields (None for an admin, who has no budget), or the
+    refusal to answer; a 401 or 403 is raised."""
     try:
         if header is None:
             caller = gate.anonymous(needs)
@@ -177,29 +194,14 @@ async def _checked(
         refused.headers.update(verdict.headers())
         raise
     request[CALLER] = caller
-    if caller.is_admin:  # admins have no budget
-        return await handler(request)
+    if caller.is_admin:
+        return None
     bucket, rate = gate.budget(request, caller)
     limiter = gate.limiter
     verdict = limiter.spend_leased(bucket) or await limiter.take(bucket, rate)
     if not verdict.allowed:
         return _too_many(verdict)
-    return await _with_fields(request, handler, verdict.headers())
-
-
-async def _with_fields(
-    request: web.Request, handler: Handler, fields: dict[str, str]
-) -> web.StreamResponse:
-    """The handler's answer with the budget's RateLimit fields, errors included."""
-    try:
-        response = await handler(request)
-    except ApiError as error:
-        # A refusal by another budget (the image quota) keeps its own fields.
-        for name, value in fields.items():
-            error.headers.setdefault(name, value)
-        raise
-    response.headers.update(fields)
-    return response
+    return verdict.headers()
 
 
 async def spend_image_quota(request: web.Request, images: int) -> None:
