@@ -11,10 +11,10 @@ from server.errors import bad_request
 from server.validation import (
     MAX_DESCRIPTION_LENGTH,
     MAX_NAME_LENGTH,
-    _object,
-    _text,
+    json_object,
     parse_image_urls,
     parse_price,
+    text_field,
 )
 
 PATCHABLE = ("product_name", "product_description", "product_price", "product_images")
@@ -34,7 +34,7 @@ def parse_product_patch(body: Any, max_images: int) -> ProductPatch:
     """Any subset of the writable fields; an unknown or read-only field, an empty patch, or
     null for a field that cannot be empty → 400 naming it. Null empties the description or the
     images (merge-patch semantics)."""
-    body = _object(body)
+    body = json_object(body)
     if not body:
         raise bad_request(f"the patch is empty; it may set {', '.join(PATCHABLE)}")
     for field in body:
@@ -46,9 +46,9 @@ def parse_product_patch(body: Any, max_images: int) -> ProductPatch:
         if field in body and body[field] is None:
             raise bad_request(f"{field} cannot be removed", field)
     return ProductPatch(
-        name=_text(body, "product_name", MAX_NAME_LENGTH) if "product_name" in body else None,
+        name=text_field(body, "product_name", MAX_NAME_LENGTH) if "product_name" in body else None,
         description=(
-            _text(body, "product_description", MAX_DESCRIPTION_LENGTH, required=False)
+            text_field(body, "product_description", MAX_DESCRIPTION_LENGTH, required=False)
             if "product_description" in body
             else None
         ),

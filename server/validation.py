@@ -188,7 +188,8 @@ class NewProduct:
     price: Decimal
 
 
-def _object(body: Any) -> dict[str, Any]:
+def json_object(body: Any) -> dict[str, Any]:
+    """The body as a JSON object, or 400 (creates and patches share this and text_field)."""
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
@@ -200,7 +201,7 @@ def _required(body: dict[str, Any], field: str) -> Any:
     return body[field]
 
 
-def _text(body: dict[str, Any], field: str, max_length: int, *, required: bool = True) -> str:
+def text_field(body: dict[str, Any], field: str, max_length: int, *, required: bool = True) -> str:
     """A text field, stripped of surrounding whitespace; its length counts what was sent."""
     value = _required(body, field) if required else body.get(field, "")
     if value is None:
@@ -279,23 +280,23 @@ def parse_image_urls(value: Any, max_images: int, field: str = "product_images")
 
 
 def parse_new_user(body: Any) -> NewUser:
-    body = _object(body)
-    username = _text(body, "username", MAX_NAME_LENGTH)
-    email = _text(body, "email", MAX_EMAIL_LENGTH)
+    body = json_object(body)
+    username = text_field(body, "username", MAX_NAME_LENGTH)
+    email = text_field(body, "email", MAX_EMAIL_LENGTH)
     if not _EMAIL.fullmatch(email):
         raise bad_request("email must be an email address", "email")
     return NewUser(username, email)
 
 
 def parse_new_product(body: Any, max_images: int, *, user_id_required: bool = True) -> NewProduct:
-    body = _object(body)
+    body = json_object(body)
     user_id = body.get("user_id")
     if user_id is None and user_id_required:
         user_id = _required(body, "user_id")
     return NewProduct(
         user_id=None if user_id is None else parse_id(user_id, "user_id"),
-        name=_text(body, "product_name", MAX_NAME_LENGTH),
-        description=_text(body, "product_description", MAX_DESCRIPTION_LENGTH, required=False),
+        name=text_field(body, "product_name", MAX_NAME_LENGTH),
+        description=text_field(body, "product_description", MAX_DESCRIPTION_LENGTH, required=False),
         images=parse_image_urls(body.get("product_images"), max_images),
         price=parse_price(_required(body, "product_price")),
     )
