@@ -208,24 +208,19 @@ def test_access_layer_cost(apis: Apis) -> None:
     assert sum(statuses.values()) == create["requests"], (statuses, create["requests"])
     assert create["socket_errors"] == 0, create["output"]
 
-    key_over_off = [
-        key["rps"] / off["rps"]
-        for key, off in zip(runs["get-hit with key"], runs["get-hit off"], strict=True)
-    ]
-    key_over_healthz = [
-        key["rps"] / health["rps"]
-        for key, health in zip(runs["get-hit with key"], runs["healthz"], strict=True)
-    ]
-    # The same ratios from server CPU per request (off's over with-key's: a throughput ratio for
-    # a CPU-bound server), steadier than requests/s when a round loses the core.
-    key_over_off_cpu = [
-        off["cpu_us_per_request"] / key["cpu_us_per_request"]
-        for key, off in zip(runs["get-hit with key"], runs["get-hit off"], strict=True)
-    ]
-    key_over_healthz_cpu = [
-        health["cpu_us_per_request"] / key["cpu_us_per_request"]
-        for key, health in zip(runs["get-hit with key"], runs["healthz"], strict=True)
-    ]
+    def per_round(baseline: str, field: str) -> list[float]:
+        """With-key's speed over `baseline`'s, round by round: from requests/s, or from CPU per
+        request (the baseline's µs over with-key's: a throughput ratio for a CPU-bound server,
+        steadier than requests/s when a round loses the core)."""
+        pairs = zip(runs["get-hit with key"], runs[baseline], strict=True)
+        if field == "rps":
+            return [key["rps"] / base["rps"] for key, base in pairs]
+        return [base[field] / key[field] for key, base in pairs]
+
+    key_over_off = per_round("get-hit off", "rps")
+    key_over_healthz = per_round("healthz", "rps")
+    key_over_off_cpu = per_round("get-hit off", "cpu_us_per_request")
+    key_over_healthz_cpu = per_round("healthz", "cpu_us_per_request")
     summaries = {name: _summary(results) for name, results in runs.items()}
     write = {
         "rps": create["rps"],

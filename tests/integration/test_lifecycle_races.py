@@ -28,10 +28,9 @@ from server.keys import RELAY
 from testkit.products import finish_processing
 
 from .conftest import wait_for
+from .test_api_lifecycle import A, B, C, new_product
 
 pytestmark = pytest.mark.integration
-
-A, B, C = (f"https://images.example.com/{name}.jpg" for name in "abc")
 
 
 async def quiet_client(settings) -> TestClient:
@@ -57,18 +56,6 @@ async def owner(apis) -> dict[str, str]:
     response = await apis[0].post("/users", json={"username": "racer", "email": email})
     assert response.status == 201
     return await response.json()
-
-
-async def new_product(api, owner, images) -> int:
-    body = {
-        "user_id": owner["user_id"],
-        "product_name": "Lamp",
-        "product_price": 10,
-        "product_images": list(images),
-    }
-    response = await api.post("/products", json=body)
-    assert response.status == 201, await response.text()
-    return int((await response.json())["product_id"])
 
 
 @contextlib.asynccontextmanager
