@@ -2,15 +2,24 @@
 
 Call sites log an event name as the message and the fields as `extra`:
     log.info("image.compressed", extra={"in_bytes": 123, "ms": 4.2})
+
+The API writes a line per request (the access log), so a line must cost little: the formatter
+builds the object itself and serialises it with orjson (python-json-logger cost ~11 µs a line, a
+fifth of a cached read), and inside a running event loop the handler writes the lines of one
+loop iteration with one system call instead of one each. Warnings and errors, and lines logged
+outside a loop (CLI tools, the workers' compression processes), are written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
-from pythonjsonlogger.json import JsonFormatter
+import orjson
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -32,18 +41,81 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class JsonFormatter(logging.Formatter):
+    """`{"level": "INFO", "event": …, <fields>, "exc_info": …, "ts": <ISO 8601, UTC>}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {"level": record.levelname, "event": record.getMessage()}
+        line.update(record_fields(record))
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        line["ts"] = datetime.fromtimestamp(record.created, UTC).isoformat()
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses outright (an int beyond 64 bits, say)
+            return json.dumps(line, default=str, ensure_ascii=False)
+
+
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter(
-        "{levelname}{message}",
-        style="{",
-        rename_fields={"levelname": "level", "message": "event"},
-        timestamp="ts",
-        json_ensure_ascii=False,
-    )
+    return JsonFormatter()
+
+
+class LoopBatchingHandler(logging.StreamHandler[TextIO]):
+    """A StreamHandler that, inside a running event loop, keeps INFO and DEBUG lines until the
+    end of the loop iteration and writes them together (order kept: a warning first writes what
+    is waiting). Lines wait for at most one iteration of the loop."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            loop = asyncio.get_running_loop() if record.levelno < logging.WARNING else None
+        except RuntimeError:  # no running loop
+            loop = None
+        except Exception:
+            self.handleError(record)
+            return
+        if loop is None:
+            self._write(text)
+            return
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append(text)
+
+    def _write(self, text: str) -> None:
+        pending = "".join(self._pending) if self._pending else ""
+        self._pending.clear()
+        self.stream.write(pending + text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock if self.lock is not None else _NO_LOCK:
+            if self._pending:
+                self._write("")
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 def setup_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LoopBatchingHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
