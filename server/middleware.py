@@ -80,7 +80,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
-    response = await _answer(request, handler, request_id)
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        # An answer for every failure, in the JSON error shape (the success path pays nothing
+        # for this: no coroutine of its own).
+        response = _error_answer(exc, request, request_id)
     duration_s = time.perf_counter() - started
     route = _route_name(request)
     response.headers["X-Request-ID"] = request_id
@@ -108,36 +113,34 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
-    """Runs the handler and turns every failure into the JSON error shape."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _error_answer(exc: Exception, request: web.Request, request_id: str) -> web.StreamResponse:
+    """The JSON error answer to what a handler raised (an HTTP redirect is re-raised)."""
+    if isinstance(exc, ApiError):
         response = error_response(exc.status, exc.message, exc.details, exc.headers or None)
         if exc.status == 413:
             # The unread body is still on the wire: this connection cannot carry another request.
             response.force_close()
         return response
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
         return error_response(exc.status, _http_message(exc, request), None, headers)
-    except DATABASE_UNAVAILABLE as exc:
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         log.warning("db.unavailable", extra={"request_id": request_id, "error": repr(exc)})
         return error_response(
             503, "database unavailable, try again shortly", None, {"Retry-After": "1"}
         )
-    except Exception:
-        log.exception(
-            "http.unhandled_error",
-            extra={"request_id": request_id, "path": loggable_path(request.path)},
-        )
-        return error_response(
-            500,
-            "internal error; quote the request id when reporting it",
-            {"request_id": request_id},
-        )
+    log.error(
+        "http.unhandled_error",
+        extra={"request_id": request_id, "path": loggable_path(request.path)},
+        exc_info=exc,
+    )
+    return error_response(
+        500,
+        "internal error; quote the request id when reporting it",
+        {"request_id": request_id},
+    )
 
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:
