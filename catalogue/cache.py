@@ -28,6 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from catalogue.coalesced_get import CoalescedGet
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "product:v2:"  # v2: values framed with the row's version
@@ -109,6 +111,8 @@ class ProductCache:
         self._last_error_log = -float("inf")
         self._suppressed = 0
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
+        # Reads of one loop iteration share one MGET (catalogue/coalesced_get.py).
+        self._gets = CoalescedGet(client)
 
     @property
     def available(self) -> bool:
@@ -132,7 +136,7 @@ class ProductCache:
         if not self.available:
             return Lookup.BYPASS
         try:
-            value = await self.client.get(product_key(product_id))
+            value = await self._gets.get(product_key(product_id))
         except CACHE_ERRORS as exc:
             self._failed("get", exc)
             return Lookup.BYPASS
