@@ -1,8 +1,8 @@
 """Writes bench/results/report.md from the JSON files the benchmarks wrote in bench/results/.
 
 The project's performance targets (the *_TARGET thresholds below: compression and pool
-speed-ups, pipeline efficiency, cache-hit throughput with and without the access layer, tail
-latency) are marked met / not met / not measured; a missed target never fails (exit status 0 unless the report cannot be written).
+speed-ups, pipeline efficiency, cache-hit throughput with and without the access layer, the hot
+path's CPU per request against a bare aiohttp floor, tail latency) are marked met / not met / not measured; a missed target never fails (exit status 0 unless the report cannot be written).
 The charts of bench/charts.py (run before this, under bench/.venv-pillow) are embedded when their
 PNG exists.
 """
@@ -25,6 +25,17 @@ GET_HIT_TARGET = 0.6  # cache-hit GET requests/s vs /healthz (wrk)
 WITH_KEY_TARGET = 0.9  # cache-hit GET with an API key vs the same GET with AUTH_MODE=off (wrk)
 WITH_KEY_HEALTHZ_TARGET = 0.6  # cache-hit GET with an API key vs /healthz (wrk)
 P99_TARGET = 3.0  # p99 / p50 under load, at most
+# Server CPU µs per request against bench/floor_server.py's, at most (wrk, interleaved rounds).
+HOT_LOCAL_TARGET = 1.3  # cache hit from the API process's own memory
+HOT_REDIS_TARGET = 2.0  # cache hit from Redis (LOCAL_CACHE_MAX_ITEMS=0)
+# (key in hot_path.json, label, target or None) in the order of the hot-path table.
+HOT_PATHS: list[tuple[str, str, float | None]] = [
+    ("floor", "floor: bare aiohttp + uvloop, fixed body", None),
+    ("local_hit", "API, in-process-tier hit", HOT_LOCAL_TARGET),
+    ("redis_hit", "API, Redis-tier hit (`LOCAL_CACHE_MAX_ITEMS=0`)", HOT_REDIS_TARGET),
+    ("miss", "API, miss (PostgreSQL)", None),
+    ("asyncpg", "floor + one bare asyncpg fetch of the row", None),
+]
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -301,15 +312,153 @@ def access_section(data: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _rounds(values: list[float] | None) -> str:
+    return ", ".join(f"{value:.2f}" for value in values or [])
+
+
+def _profile_table(entries: list[dict[str, Any]], *, under: bool = False) -> list[str]:
+    """Rows of a profile's top functions; with `under`, the Python frame a native one was most
+    often called from."""
+
+    def code(name: Any) -> str:
+        return "`" + str(name).replace("|", "\\|") + "`" if name else ""
+
+    lines = [
+        "| # | function | share | samples |" + (" under (Python) |" if under else ""),
+        "|---:|---|---:|---:|" + ("---|" if under else ""),
+    ]
+    for rank, entry in enumerate(entries, 1):
+        lines.append(
+            f"| {rank} | {code(entry.get('function', '?'))}"
+            f" | {_num(entry.get('share', 0) * 100, '{:.1f}')} % | {entry.get('samples', '?')} |"
+            + (f" {code(entry.get('under'))} |" if under else "")
+        )
+    return [*lines, ""]
+
+
+def hot_path_section(data: dict[str, Any] | None) -> list[str]:
+    lines = ["## Hot path: GET /products/{id} against a bare aiohttp floor", ""]
+    if data is None or not data.get("scenarios"):
+        return [*lines, "No results (bench/results/hot_path.json is missing).", ""]
+    scenarios = data["scenarios"]
+    lines += [
+        "One server process each, all pinned to the same core (wrk on another:"
+        f" {'yes' if data.get('pinned') else 'no'}), on the same database and Redis: the floor"
+        " (`bench/floor_server.py`: bare aiohttp + uvloop, one route answering a fixed JSON body"
+        f" of {data.get('body_bytes', '?')} bytes, the size of a cached product, plus a route"
+        " doing one asyncpg fetch of a product's row with the API's query), and three APIs"
+        " (AUTH_MODE=off) on the same 100 cached products: the default settings (in-process"
+        " tier), `LOCAL_CACHE_MAX_ITEMS=0` (Redis tier, X-Cache: HIT checked), and"
+        " `LOCAL_CACHE_MAX_ITEMS=0` reading ids no cache holds (of"
+        f" {data.get('miss_rows', '?')} copies of a product's row, none read twice in a run, their"
+        " Redis keys deleted after each run: every request a Redis miss, a PostgreSQL read and a"
+        f" fill, checked by counting the fills), in a database of their own. `wrk -t{data.get('threads', 1)}"
+        f" -c{data.get('connections', '?')}`, {data.get('rounds', '?')} interleaved rounds of"
+        f" {data.get('duration_s', '?')} s per path (order alternating) after an unmeasured"
+        f" {data.get('warmup_s', '?')} s warm-up. Server CPU per request is the process's user +"
+        " system time from `/proc` over each run, over its requests (PostgreSQL's and Redis's"
+        " own CPU not included); × floor is the median of the per-round ratios.",
+        "",
+        "| path | requests/s | p99 (ms) | server CPU µs/request | × floor (CPU) | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for key, label, target in HOT_PATHS:
+        row = scenarios.get(key)
+        if row is None:
+            continue
+        ratio = row.get("over_floor_cpu")
+        wanted = "–"
+        if target is not None:
+            wanted = f"≤ {target}× ({_mark(ratio, target, at_most=True)})"
+        lines.append(
+            f"| {label} | {_num(row.get('rps'), '{:.0f}')} | {_num(row.get('p99_ms'))}"
+            f" | {_num(row.get('cpu_us_per_request'), '{:.1f}')} | {_num(ratio)}× | {wanted} |"
+        )
+    miss = scenarios.get("miss", {})
+    lines += [""]
+    for key, label, _ in HOT_PATHS[1:]:
+        row = scenarios.get(key)
+        if row:
+            lines.append(
+                f"- {label}: × floor CPU per round {_rounds(row.get('over_floor_cpu_rounds'))};"
+                f" requests/s {_num(row.get('over_floor_rps'))}× the floor's"
+            )
+    if miss:
+        lines.append(
+            f"- **miss / bare asyncpg fetch: {_num(miss.get('over_asyncpg_cpu'))}×** server CPU"
+            f" per request (rounds: {_rounds(miss.get('over_asyncpg_cpu_rounds'))}); share of"
+            f" the miss path's answers that were misses: {_num(miss.get('miss_share'))}"
+        )
+    discarded = data.get("discarded_rounds") or []
+    lines.append(
+        f"- rounds discarded and run again: {len(discarded)}"
+        + (f" ({'; '.join(discarded)})" if discarded else "")
+    )
+    lines.append("")
+
+    workers = data.get("workers") or {}
+    if workers.get("scenarios"):
+        lines += [
+            f"`run_api.py --workers {workers.get('workers', '?')}` (API_WORKERS="
+            f"{workers.get('workers', '?')}, unpinned, on both cores, its CPU the sum of its"
+            f" {workers.get('processes', '?')} processes) against the single pinned in-process-hit"
+            f" API, cached GET, `wrk -t1 -c{workers.get('connections', '?')}` unpinned,"
+            f" {workers.get('rounds', '?')} interleaved rounds of {workers.get('duration_s', '?')}"
+            " s:",
+            "",
+            "| server | requests/s | p50 (ms) | p99 (ms) | server CPU µs/request |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in workers["scenarios"].items():
+            lines.append(
+                f"| {name} | {_num(row.get('rps'), '{:.0f}')} | {_num(row.get('p50_ms'))}"
+                f" | {_num(row.get('p99_ms'))}"
+                f" | {_num(row.get('cpu_us_per_request'), '{:.1f}')} |"
+            )
+        lines += [
+            "",
+            f"Requests/s, {workers.get('workers', '?')} processes over 1:"
+            f" **{_num(workers.get('scaling'))}×**"
+            f" (rounds: {_rounds(workers.get('scaling_rounds'))}).",
+            "",
+        ]
+
+    profile = data.get("profile") or {}
+    if profile.get("error"):
+        lines += [f"Profile: not taken ({profile['error']}).", ""]
+    elif profile.get("self"):
+        lines += [
+            "Profile of the in-process-hit API under the same load"
+            f" (`{profile.get('version') or 'py-spy'} record --native --function`,"
+            f" {profile.get('rate_hz', '?')} Hz for"
+            f" {profile.get('duration_s', '?')} s, a run of its own at"
+            f" {_num(profile.get('rps_under_profile'), '{:.0f}')} requests/s;"
+            f" {profile.get('samples', '?')} samples of a busy thread). Self: the innermost frame"
+            " (native frames included: syscalls, uvloop, C extensions).",
+            "",
+            *_profile_table(profile["self"], under=True),
+            "Self by Python function (the innermost Python frame, the C it called included):",
+            "",
+            *_profile_table(profile.get("self_python", [])),
+            "Inclusive, Python functions (anywhere in the stack; the trunk, in every sample,"
+            " left out: " + ", ".join(f"`{name}`" for name in profile.get("trunk", [])) + "):",
+            "",
+            *_profile_table(profile.get("inclusive", [])),
+        ]
+    return lines
+
+
 def targets_section(
     compress: dict[str, Any] | None,
     pillow: dict[str, Any] | None,
     pipeline: dict[str, Any] | None,
     throughput: dict[str, Any] | None,
     access: dict[str, Any] | None = None,
+    hot_path: dict[str, Any] | None = None,
 ) -> list[str]:
     compress = compress or {}
     access = access or {}
+    hot = (hot_path or {}).get("scenarios") or {}
     get_hit = _scenario(throughput, "get-hit")
     floor = ((pillow or {}).get("simd") or {}).get("tjbench") or {}
     # (target, wanted, measured, threshold, at most?, unit)
@@ -387,6 +536,22 @@ def targets_section(
             "×",
         ),
         (
+            "In-process hit vs the floor server, server CPU µs/request (wrk, interleaved)",
+            f"≤ {HOT_LOCAL_TARGET}×",
+            (hot.get("local_hit") or {}).get("over_floor_cpu"),
+            HOT_LOCAL_TARGET,
+            True,
+            "×",
+        ),
+        (
+            "Redis-tier hit vs the floor server, server CPU µs/request (wrk, interleaved)",
+            f"≤ {HOT_REDIS_TARGET}×",
+            (hot.get("redis_hit") or {}).get("over_floor_cpu"),
+            HOT_REDIS_TARGET,
+            True,
+            "×",
+        ),
+        (
             "p99 / p50 under load (worst scenario)",
             f"≤ {P99_TARGET}",
             _worst_p99_over_p50(throughput),
@@ -412,7 +577,8 @@ def targets_section(
 def main() -> int:
     api, compress, pillow = _load("api"), _load("compress"), _load("pillow")
     pipeline, throughput, access = _load("pipeline"), _load("throughput"), _load("access")
-    loaded = (api, compress, pillow, pipeline, throughput, access)
+    hot_path = _load("hot_path")
+    loaded = (api, compress, pillow, pipeline, throughput, access, hot_path)
     quick = any(d.get("quick") for d in loaded if d)
     lines = [
         "# Benchmark report",
@@ -421,10 +587,11 @@ def main() -> int:
         " measured side by side in the same run."
         + (" Quick mode (BENCH_QUICK=1)." if quick else ""),
         "",
-        *targets_section(compress, pillow, pipeline, throughput, access),
+        *targets_section(compress, pillow, pipeline, throughput, access, hot_path),
         *api_section(api),
         *throughput_section(throughput),
         *access_section(access),
+        *hot_path_section(hot_path),
         *compress_section(compress),
         *pillow_section(pillow),
         *pipeline_section(pipeline),
