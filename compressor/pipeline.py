@@ -159,6 +159,10 @@ class Pipeline:
             uploads.release()  # cancelled too (a revoke, a shutdown): once in any case
         reason = "unused" if recorded.landed else SUPERSEDED
         discarded = await self.cleanup.discard(product_id, recorded.unused, reason=reason)
+        if deferred := uploads.deferred - recorded.unused:
+            # A clean-up came while the job held these (the product deleted, or its images
+            # changed, after the write): done now, keeping what the product references.
+            await self.cleanup.discard(product_id, deferred, reason="delete_objects")
         if not recorded.landed:
             log.info(
                 "job.superseded",

@@ -20,6 +20,14 @@ async def create_user(conn: Executor, username: str, email: str) -> int:
         raise DuplicateEmail(email) from None
 
 
+async def lock_user(conn: Connection, user_id: int) -> bool:
+    """Locks the user's row until the transaction ends (False: no such user). A product insert
+    for the user (its foreign key check takes a share lock on this row) then waits for the
+    transaction, and one already under way is waited for: once locked, the user's products are
+    all there is to delete."""
+    return await conn.fetchval("SELECT true FROM users WHERE id = $1 FOR UPDATE", user_id) is True
+
+
 async def delete_user(conn: Connection, user_id: int) -> bool:
     """Deletes the user, its API keys (ON DELETE CASCADE) and its Idempotency-Key records; its
     products must be gone first."""

@@ -122,6 +122,10 @@ class ProductChanges:
     async def delete_user(self, user_id: int) -> None:
         """The user, their products and their stored images, their keys and records."""
         async with bounded_acquire(self.pool, self.settings) as conn, conn.transaction():
+            # Locked first: a product created for the user meanwhile would otherwise slip in
+            # between the two deletes (and fail the user's with a foreign key violation).
+            if not await users.lock_user(conn, user_id):
+                raise ApiError(404, f"user {user_id} not found")
             deleted = await products.delete_users_products(conn, user_id)
             for row in deleted:
                 await self._clean_up(conn, row["id"], row["images"])

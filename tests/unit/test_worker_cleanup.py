@@ -89,6 +89,26 @@ async def test_a_key_a_job_of_this_process_holds_is_kept():
     assert storage.deleted == [OLD, NEW]
 
 
+async def test_a_key_a_deletion_skipped_is_handed_to_the_job_that_releases_it_last():
+    claims = KeyClaims()
+    first, second = JobUploads(claims), JobUploads(claims)
+    await first.hold(NEW)
+    await second.hold(NEW)
+    await first.hold(OLD)
+    with claims.deleting([NEW, SHOWN]) as mine:
+        assert mine == [SHOWN]  # NEW is held: skipped, and remembered
+    first.release()
+    assert first.deferred == set()  # the other job still holds NEW; OLD was never asked for
+    second.release()
+    assert second.deferred == {NEW}  # the last hold: this job deletes it (if unreferenced)
+    with claims.deleting([NEW]) as again:
+        assert again == [NEW]
+    third = JobUploads(claims)
+    await third.hold(NEW)
+    third.release()
+    assert third.deferred == set()  # handed over once, not again
+
+
 async def test_transient_storage_errors_are_retried_then_the_job_is_exhausted():
     storage = Storage([ConnectionResetError("reset")])
     assert await cleanup_with(Products(), storage).run(DeleteObjects(7, (OLD,))) == 1
