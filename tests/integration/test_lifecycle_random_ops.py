@@ -37,7 +37,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -54,6 +54,8 @@ from config.settings import settings_to_env
 from server.app import create_app
 from testkit.imagegen import photo_jpeg, png_with_alpha
 from testkit.workers import ROOT, WorkerProcess
+
+from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -287,14 +289,6 @@ class Idleness:
                 raise AssertionError(f"not idle within {timeout_s} s: {self.last}")
             await asyncio.sleep(0.2)
         return time.monotonic() - started
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.1)
 
 
 # -- the operations ---------------------------------------------------------------------------
@@ -593,7 +587,7 @@ async def every_process_serves_the_database_state(
         return not differing
 
     try:
-        await wait_until(all_agree, timeout_s=15)
+        await wait_for(all_agree, timeout_s=15)
     except AssertionError:
         raise AssertionError(
             "API processes disagree with the database:\n" + "\n".join(differing[:10])
@@ -615,7 +609,7 @@ async def test_after_random_operations_storage_holds_exactly_what_the_database_r
         assert worker.process.poll() is None, worker.log()[-4000:]
         return any(e["event"] == "worker.assigned" for e in events(worker))
 
-    await wait_until(joined, timeout_s=60)
+    await wait_for(joined, timeout_s=60)
     print(f"worker joined after {time.monotonic() - started:.1f} s")
     operating = time.monotonic()
 
@@ -713,7 +707,7 @@ async def test_a_user_deleted_while_a_product_is_created_for_them_is_not_a_500(a
         try:
             await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
             deletion = asyncio.ensure_future(api.delete(f"/users/{user_id}"))
-            await wait_until(lambda: waiting_on_a_lock(db, ""), timeout_s=10)
+            await wait_for(lambda: waiting_on_a_lock(db, ""), timeout_s=10)
             created = await api.post(
                 "/products",
                 json={
@@ -788,7 +782,7 @@ async def test_an_object_deleted_while_its_job_finishes_its_cache_write_is_not_l
             async def key_written() -> bool:
                 return await written() is not None
 
-            await wait_until(key_written, timeout_s=60)
+            await wait_for(key_written, timeout_s=60)
             key = await written()
             assert (settings.local_storage_path / key).exists()
 
@@ -807,7 +801,7 @@ async def test_an_object_deleted_while_its_job_finishes_its_cache_write_is_not_l
             async def clean_up_received() -> bool:
                 return bool(logged("job.received", "delete_objects"))
 
-            await wait_until(clean_up_received, timeout_s=30)
+            await wait_for(clean_up_received, timeout_s=30)
             assert logged("job.done") == [], "the clean-up came too late to show the race"
 
             async with Idleness(worker_settings, db, worker, {product_id}) as idleness:
