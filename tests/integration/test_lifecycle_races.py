@@ -101,6 +101,37 @@ async def served_by_both(apis, product_id: int) -> list[tuple[int, dict | None]]
     return answers
 
 
+async def test_two_patches_held_together_end_as_one_of_the_serial_orders(apis, owner, db):
+    first, second = apis
+    product_id = await new_product(first, owner, [A])
+    assert (await second.get(f"/products/{product_id}")).status == 200  # cached there
+
+    one, other = await held_race(
+        db,
+        product_id,
+        first.patch(f"/products/{product_id}", json={"product_name": "One", "product_price": 1}),
+        second.patch(f"/products/{product_id}", json={"product_name": "Other"}),
+    )
+    assert (one.status, other.status) == (200, 200)
+    answered = [await one.json(), await other.json()]
+    assert [a["product_name"] for a in answered] == ["One", "Other"]
+    # Each ran on the other's result or before it: the final row has the last one's name and
+    # One's price (Other sets no price), and the last one's answer is that row.
+    row = await db.fetchrow(
+        "SELECT product_name, product_price FROM products WHERE id = $1", product_id
+    )
+    assert row["product_name"] in ("One", "Other")
+    assert float(row["product_price"]) == 1.0
+    last = answered[0] if row["product_name"] == "One" else answered[1]
+    assert float(last["product_price"]) == 1.0
+
+    async def both_serve_the_row() -> bool:
+        served = await served_by_both(apis, product_id)
+        return [body["product_name"] for _, body in served] == [row["product_name"]] * 2
+
+    await wait_for(both_serve_the_row, timeout_s=5)
+
+
 async def test_a_patch_racing_a_delete_ends_deleted_everywhere_as_either_order_would(
     apis, owner, db
 ):
