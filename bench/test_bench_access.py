@@ -40,7 +40,7 @@ import pytest
 from bench.api_process import ApiClient, bearer, bench_env, running_api
 from bench.conftest import QUICK, write_result
 from bench.proc_cpu import cpu_seconds
-from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
+from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
 from config import Settings
 
 DURATION_S = 1 if QUICK else 3  # short rounds, many: a noisy second spoils one pair, not a run
@@ -129,20 +129,6 @@ def _rate_limit_fields(headers: dict[str, str]) -> list[str]:
     return [name for name in headers if name.lower().startswith("ratelimit")]
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    requests = sum(run["requests"] for run in runs)
-    seconds = sum(run["duration_s"] for run in runs)
-    return {
-        "rps": requests / seconds if seconds else 0.0,
-        "round_rps": [run["rps"] for run in runs],
-        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
-        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
-        "errors": sum(run["errors"] for run in runs),
-        "cpu_us_per_request": statistics.median(run["cpu_us_per_request"] for run in runs),
-        "round_cpu_us_per_request": [run["cpu_us_per_request"] for run in runs],
-    }
-
-
 def test_access_layer_cost(apis: Apis) -> None:
     # Before: the access layer is on where it should be, and the limiter is in the path (its
     # RateLimit header fields on the answer).
@@ -221,7 +207,7 @@ def test_access_layer_cost(apis: Apis) -> None:
     key_over_healthz = per_round("healthz", "rps")
     key_over_off_cpu = per_round("get-hit off", "cpu_us_per_request")
     key_over_healthz_cpu = per_round("healthz", "cpu_us_per_request")
-    summaries = {name: _summary(results) for name, results in runs.items()}
+    summaries = {name: summary_of_rounds(results) for name, results in runs.items()}
     write = {
         "rps": create["rps"],
         "admitted_per_s": statuses.get(201, 0) / create["duration_s"],

@@ -59,7 +59,7 @@ import redis
 from bench.api_process import ApiClient, bench_env, running_api
 from bench.conftest import QUICK, ROOT, free_port, write_result
 from bench.proc_cpu import cpu_seconds
-from bench.wrk import CpuPlan, cpu_plan, run_wrk, wrk_path
+from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
 from catalogue.cache import product_key  # the key the API caches a product under
 from config import Settings
 
@@ -397,20 +397,6 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
         )
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    requests = sum(run["requests"] for run in runs)
-    seconds = sum(run["duration_s"] for run in runs)
-    return {
-        "rps": requests / seconds if seconds else 0.0,
-        "round_rps": [run["rps"] for run in runs],
-        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
-        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
-        "errors": sum(run["errors"] for run in runs),
-        "cpu_us_per_request": statistics.median(run["cpu_us_per_request"] for run in runs),
-        "round_cpu_us_per_request": [run["cpu_us_per_request"] for run in runs],
-    }
-
-
 def _measured(
     url: str,
     pids: Sequence[int],
@@ -674,7 +660,7 @@ def test_hot_path(servers: Servers) -> None:
 
     summaries: dict[str, dict[str, Any]] = {}
     for key, label, target in SCENARIOS:
-        row = {"label": label, "target_over_floor_cpu": target, **_summary(runs[key])}
+        row = {"label": label, "target_over_floor_cpu": target, **summary_of_rounds(runs[key])}
         cpu_rounds = over(key, "floor")
         rps_rounds = over(key, "floor", "rps")  # < 1 when slower than the floor
         row |= {
@@ -782,7 +768,7 @@ def _workers(servers: Servers, ids: list[str]) -> dict[str, Any]:
         "duration_s": WORKERS_DURATION_S,
         "rounds": WORKERS_ROUNDS,
         "pinned": False,
-        "scenarios": {name: _summary(results) for name, results in runs.items()},
+        "scenarios": {name: summary_of_rounds(results) for name, results in runs.items()},
         "scaling": statistics.median(scaling),
         "scaling_rounds": scaling,
     }

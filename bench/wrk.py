@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,3 +111,20 @@ def run_wrk(
     result["statuses"] = {int(status): count for status, count in result["statuses"].items()}
     result["output"] = done.stdout
     return result
+
+
+def summary_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's interleaved rounds together: requests/s over all of them, the per-round
+    rates, median latencies and CPU per request (each run's `cpu_us_per_request`, which the
+    caller measured around it), errors summed."""
+    requests = sum(run["requests"] for run in runs)
+    seconds = sum(run["duration_s"] for run in runs)
+    return {
+        "rps": requests / seconds if seconds else 0.0,
+        "round_rps": [run["rps"] for run in runs],
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+        "cpu_us_per_request": statistics.median(run["cpu_us_per_request"] for run in runs),
+        "round_cpu_us_per_request": [run["cpu_us_per_request"] for run in runs],
+    }

@@ -23,6 +23,7 @@ import time
 from typing import NamedTuple
 
 import redis.asyncio as redis
+from multidict import istr
 from redis.exceptions import RedisError
 
 from config.rates import Rate
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 # setting starts every budget whole (what a raised limit should do at once; a lowered one
 # grants one last period's worth) instead of leaving debt the new rate cannot read.
 KEY_PREFIX = "ratelimit:v2:"
+# The IETF RateLimit header fields, as multidict's case-insensitive strings: a response's
+# headers take them without converting each name per request.
+LIMIT_FIELD = istr("RateLimit-Limit")
+REMAINING_FIELD = istr("RateLimit-Remaining")
+RESET_FIELD = istr("RateLimit-Reset")
 LEASE_FRACTION = 20  # a lease holds limit / LEASE_FRACTION tokens (at least one)
 LEASE_LIFETIME_S = 1.0
 REDIS_RETRY_AFTER_S = 1.0
@@ -81,10 +87,10 @@ class Verdict(NamedTuple):
     def headers(self) -> dict[str, str]:
         """The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), and
         Retry-After on a refusal."""
-        headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(max(0, math.ceil(self.reset_s))),
+        headers: dict[str, str] = {
+            LIMIT_FIELD: str(self.limit),
+            REMAINING_FIELD: str(self.remaining),
+            RESET_FIELD: str(max(0, math.ceil(self.reset_s))),
         }
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
@@ -190,9 +196,9 @@ class RateLimiter:
         lease.tokens -= 1
         reset = lease.reset_at - now
         return {
-            "RateLimit-Limit": lease.limit_text,
-            "RateLimit-Remaining": str(lease.shared_remaining + lease.tokens),
-            "RateLimit-Reset": str(math.ceil(reset)) if reset > 0 else "0",
+            LIMIT_FIELD: lease.limit_text,
+            REMAINING_FIELD: str(lease.shared_remaining + lease.tokens),
+            RESET_FIELD: str(math.ceil(reset)) if reset > 0 else "0",
         }
 
     def refused(self, bucket: str) -> Verdict | None:
