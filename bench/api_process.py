@@ -28,6 +28,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from bench.conftest import ROOT, free_port
+from testkit.serving import wait_until_answering
 
 START_TIMEOUT_S = 30.0
 # Benchmarks get a database of their own: the integration tests truncate catalogue_test.
@@ -187,29 +188,6 @@ class ApiClient:
                     raise RuntimeError(f"product {product_id} not cached in {START_TIMEOUT_S} s")
 
 
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Polls /healthz until it answers 200, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"run_api.py exited with status {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            finally:
-                conn.close()
-        except OSError as exc:
-            last_error = exc
-        # A refused connection returns at once: wait on the process briefly instead of spinning.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=0.05)
-    raise RuntimeError(f"API not healthy within {START_TIMEOUT_S} s: {last_error}")
-
-
 @contextlib.contextmanager
 def running_api(
     env: dict[str, str], *, command_prefix: Sequence[str] = ()
@@ -239,7 +217,9 @@ def running_api(
     )
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        _wait_healthy(port, process)
+        wait_until_answering(
+            f"http://127.0.0.1:{port}", process, timeout_s=START_TIMEOUT_S, what="run_api.py"
+        )
         yield ApiClient(port, cache, conn), process
     finally:
         conn.close()

@@ -62,6 +62,7 @@ from bench.proc_cpu import cpu_seconds
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
 from catalogue.cache import product_key  # the key the API caches a product under
 from config import Settings
+from testkit.serving import stop, wait_until_answering
 
 DURATION_S = 1 if QUICK else 2  # short rounds, many: a noisy second spoils one round, not a run
 WARMUP_S = 1  # a discarded run of each scenario before the rounds
@@ -126,33 +127,6 @@ def _get(url: str, path: str) -> tuple[int, bytes, dict[str, str]]:
         conn.close()
 
 
-def _wait_answers(url: str, path: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode}")
-        try:
-            status, body, _ = _get(url, path)
-            if status == 200:
-                return
-            last_error = RuntimeError(f"status {status}: {body[:200]!r}")
-        except OSError as exc:
-            last_error = exc
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=0.05)
-    raise RuntimeError(f"{what} not answering {path} within {START_TIMEOUT_S} s: {last_error}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def running_floor(
     env: dict[str, str], body_bytes: int, *, command_prefix: Sequence[str] = ()
@@ -176,10 +150,16 @@ def running_floor(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_answers(url, "/products/0", process, "bench/floor_server.py")
+        wait_until_answering(
+            url,
+            process,
+            path="/products/0",
+            timeout_s=START_TIMEOUT_S,
+            what="bench/floor_server.py",
+        )
         yield url, process
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -203,7 +183,7 @@ def running_workers(env: dict[str, str], workers: int) -> Iterator[tuple[str, in
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_answers(url, "/healthz", process, "run_api.py --workers")
+        wait_until_answering(url, process, timeout_s=START_TIMEOUT_S, what="run_api.py --workers")
         deadline = time.monotonic() + START_TIMEOUT_S
         while len(_descendants(process.pid)) < workers:
             if time.monotonic() > deadline or process.poll() is not None:
@@ -211,7 +191,7 @@ def running_workers(env: dict[str, str], workers: int) -> Iterator[tuple[str, in
             time.sleep(0.05)
         yield url, process.pid
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _descendants(pid: int) -> list[int]:

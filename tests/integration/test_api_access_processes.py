@@ -16,13 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ import pytest
 
 from config.rates import Rate
 from config.settings import settings_to_env
+from testkit.serving import stop, wait_until_answering
 
 from .conftest import ROOT, wait_for
 from .test_api_access import (
@@ -79,14 +77,6 @@ class ApiProcess:
         return lines
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _start(name: str, env: dict[str, str], log_dir: Path) -> ApiProcess:
     port = free_port()
     log_path = log_dir / f"{name}.log"
@@ -101,16 +91,6 @@ def _start(name: str, env: dict[str, str], log_dir: Path) -> ApiProcess:
     return ApiProcess(name, f"http://127.0.0.1:{port}", process, log_path)
 
 
-def _stop(api: ApiProcess) -> None:
-    if api.process.poll() is None:
-        api.process.send_signal(signal.SIGTERM)
-        try:
-            api.process.wait(30)
-        except subprocess.TimeoutExpired:
-            api.process.kill()
-            api.process.wait()
-
-
 @pytest.fixture(scope="module")
 def processes(base_settings, tmp_path_factory) -> Iterator[tuple[ApiProcess, ApiProcess]]:
     settings = access_settings(
@@ -121,17 +101,15 @@ def processes(base_settings, tmp_path_factory) -> Iterator[tuple[ApiProcess, Api
     log_dir = tmp_path_factory.mktemp("api-logs")
     started = [_start(name, env, log_dir) for name in ("api-a", "api-b")]
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
         for api in started:
-            # Polled against a deadline, like conftest.wait_for (this fixture is synchronous).
-            while not _healthy(api.url):
-                assert api.process.poll() is None, api.log_path.read_text()
-                assert time.monotonic() < deadline, f"{api.name} did not start"
-                time.sleep(0.1)
+            try:
+                wait_until_answering(api.url, api.process, timeout_s=START_TIMEOUT_S, what=api.name)
+            except RuntimeError as failed:
+                raise AssertionError(f"{failed}\n{api.log_path.read_text()}") from None
         yield started[0], started[1]
     finally:
         for api in started:
-            _stop(api)
+            stop(api.process, timeout_s=30)
 
 
 @pytest.fixture
