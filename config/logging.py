@@ -94,24 +94,16 @@ class LoopBatchingHandler(logging.StreamHandler[TextIO]):
         self.stream.flush()
 
     def flush(self) -> None:
-        with self.lock if self.lock is not None else _NO_LOCK:
+        self.acquire()  # the loop's callback: emit() runs under the same lock
+        try:
             if self._pending:
                 self._write("")
+        finally:
+            self.release()
 
     def close(self) -> None:
         self.flush()
         super().close()
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 def setup_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:

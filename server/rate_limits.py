@@ -75,6 +75,16 @@ return {grant, math.floor((ceiling - tat) / interval), tat - now, retry}
 """
 
 
+def rate_limit_fields(limit: str, remaining: int, reset_s: float) -> dict[str, str]:
+    """The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers): the limit,
+    what remains, and whole seconds until the budget is whole again."""
+    return {
+        LIMIT_FIELD: limit,
+        REMAINING_FIELD: str(remaining),
+        RESET_FIELD: str(math.ceil(reset_s)) if reset_s > 0 else "0",
+    }
+
+
 class Verdict(NamedTuple):
     # A tuple, not a frozen dataclass: one is made per request, and a frozen dataclass's
     # __init__ (object.__setattr__ per field) costs four times as much.
@@ -85,13 +95,8 @@ class Verdict(NamedTuple):
     retry_after_s: float = 0.0  # when refused: until the request could pass
 
     def headers(self) -> dict[str, str]:
-        """The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), and
-        Retry-After on a refusal."""
-        headers: dict[str, str] = {
-            LIMIT_FIELD: str(self.limit),
-            REMAINING_FIELD: str(self.remaining),
-            RESET_FIELD: str(max(0, math.ceil(self.reset_s))),
-        }
+        """The RateLimit header fields, and Retry-After on a refusal."""
+        headers = rate_limit_fields(str(self.limit), self.remaining, self.reset_s)
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return headers
@@ -188,18 +193,14 @@ class RateLimiter:
 
     def spend_leased_fields(self, bucket: str, now: float) -> dict[str, str] | None:
         """The hot path's spend: a token from this process's lease on `bucket`, answered as the
-        RateLimit header fields straight away (what Verdict.headers() would give, without the
-        Verdict); None when the lease cannot pay (then `spend_leased`/`take` decide)."""
+        RateLimit header fields straight away (without a Verdict); None when the lease cannot pay (then `spend_leased`/`take` decide)."""
         lease = self._leases.get(bucket)
         if lease is None or lease.tokens == 0 or now >= lease.expires:
             return None
         lease.tokens -= 1
-        reset = lease.reset_at - now
-        return {
-            LIMIT_FIELD: lease.limit_text,
-            REMAINING_FIELD: str(lease.shared_remaining + lease.tokens),
-            RESET_FIELD: str(math.ceil(reset)) if reset > 0 else "0",
-        }
+        return rate_limit_fields(
+            lease.limit_text, lease.shared_remaining + lease.tokens, lease.reset_at - now
+        )
 
     def refused(self, bucket: str) -> Verdict | None:
         """The refusal Redis gave `bucket`, while it stands; spends nothing, asks no one."""

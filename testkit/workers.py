@@ -92,3 +92,23 @@ class WorkerProcess:
             return self.process.wait(timeout=timeout_s)
         finally:
             self._log.close()
+
+
+def run_command(
+    settings: Settings,
+    module: str,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` (compressor.gc, compressor.reprocess, compressor.dlq, …)
+    configured by `settings`, its output captured; bounded at two minutes."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, **settings_to_env(settings), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )

@@ -33,7 +33,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -50,10 +49,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from catalogue import image_state
-from config.settings import settings_to_env
 from server.app import create_app
 from testkit.imagegen import photo_jpeg, png_with_alpha
-from testkit.workers import ROOT, WorkerProcess
+from testkit.workers import WorkerProcess, run_command
 
 from .conftest import wait_for
 
@@ -183,15 +181,7 @@ def events(worker: WorkerProcess) -> list[dict[str, Any]]:
 
 
 def run_gc(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compressor.gc", *args],
-        cwd=ROOT,
-        env={**os.environ, **settings_to_env(settings)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_command(settings, "compressor.gc", *args)
 
 
 def stored_keys(settings) -> set[str]:

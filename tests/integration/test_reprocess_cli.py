@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 import orjson
@@ -19,9 +17,8 @@ from catalogue import image_state
 from catalogue.fingerprint import settings_fingerprint
 from catalogue.jobs import ImageJob, decode_job
 from compressor.dlq import read_all
-from config.settings import settings_to_env
 from db import products
-from testkit.workers import ROOT
+from testkit.workers import run_command
 from tests.integration import test_worker as worker_tests
 from tests.integration.conftest import wait_for
 from tests.integration.test_worker import create_product, finished_product, stored_path
@@ -36,15 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def run_reprocess(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "compressor.reprocess", "--rate", "0", *args],
-        cwd=ROOT,
-        env={**os.environ, **settings_to_env(settings)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_command(settings, "compressor.reprocess", "--rate", "0", *args)
     assert completed.returncode == 0, completed.stderr
     return completed
 

@@ -8,16 +8,14 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 
 import asyncpg
 import pytest
 
 from catalogue import image_state
-from config.settings import settings_to_env
 from db import products, storage_refs
-from testkit.workers import ROOT
+from testkit.workers import run_command
 from tests.integration import test_worker as worker_tests
 from tests.integration.conftest import wait_for
 from tests.integration.test_worker import create_product
@@ -35,15 +33,7 @@ HOURS_AGO_2 = time.time() - 2 * 3600
 
 
 def run_gc(settings, *args: str, extra_env=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compressor.gc", *args],
-        cwd=ROOT,
-        env={**os.environ, **settings_to_env(settings), **(extra_env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_command(settings, "compressor.gc", *args, extra_env=extra_env)
 
 
 def key_of(product_id: int, name: str) -> str:

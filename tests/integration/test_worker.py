@@ -18,9 +18,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from config.settings import settings_to_env
 from testkit.imagegen import photo_jpeg
-from testkit.workers import ROOT, ImageServer, WorkerProcess
+from testkit.workers import ImageServer, WorkerProcess, run_command
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -158,15 +157,7 @@ async def test_bad_images_fail_alone_and_the_product_is_partial(api, user, image
 
 
 def run_dlq(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compressor.dlq", *args],
-        cwd=ROOT,
-        env={**os.environ, **settings_to_env(settings)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    return run_command(settings, "compressor.dlq", *args, check=True)
 
 
 async def test_always_failing_source_is_retried_then_dead_lettered_and_replayable(
