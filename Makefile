@@ -22,12 +22,14 @@ run: setup
 	@$(STACK_ENV) scripts/run-all
 
 test: setup
+	@scripts/apt-install kcat awscli docker-compose  # tests/integration/test_clients_*.py
 	@$(STACK_ENV) $(PY) -m pytest tests
 
 test-unit: deps
 	@$(PY) -m pytest tests/unit
 
 test-integration: setup
+	@scripts/apt-install kcat awscli docker-compose  # tests/integration/test_clients_*.py
 	@$(STACK_ENV) $(PY) -m pytest tests/integration
 
 bench: setup
