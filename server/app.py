@@ -22,7 +22,7 @@ from server.access import Access, Gate, Handler, access, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
-from server.handlers import changes, health, images, products, users
+from server.handlers import changes, health, images, products, renditions, users
 from server.invalidation import listen_for_invalidations
 from server.keys import (
     ACCOUNTS,
@@ -194,6 +194,7 @@ def create_app(settings: Settings) -> web.Application:
     route("POST", "/products", products.create_product, Access.KEY)
     route("GET", "/products", products.list_products, Access.READ)
     route("GET", "/products/{product_id}", products.get_product, Access.READ)
+    route("GET", "/products/{product_id}/images/{n}", renditions.get_product_image, Access.READ)
     route("PATCH", "/products/{product_id}", changes.patch_product, Access.KEY)
     route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)
     route("POST", "/products/{product_id}/reprocess", changes.reprocess_product, Access.KEY)

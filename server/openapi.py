@@ -24,6 +24,7 @@ from config import Settings
 from server.body import MAX_BODY_BYTES
 from server.idempotency import HEADER as IDEMPOTENCY_KEY
 from server.idempotency import MAX_KEY_LENGTH
+from server.rendition_choice import FORMATS, MAX_WIDTH, MIN_WIDTH
 from server.validation import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -563,6 +564,75 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             parameters=[product_id_path],
         )
     }
+    product_image: Schema = {
+        "get": operation(
+            "getProductImage",
+            "Redirect to the rendition of one product image that fits a width and the "
+            "client's formats",
+            {
+                "302": _answer(
+                    "The chosen rendition's URL",
+                    Location=_header(
+                        "The rendition's URL (content-addressed, immutable)",
+                        {"type": "string", "minLength": 1},
+                        required=True,
+                    ),
+                    Vary=_header(
+                        "Accept: without format=, the client's Accept chose the format",
+                        {"type": "string", "enum": ["Accept"]},
+                        required=True,
+                    ),
+                    Cache_Control=_header(
+                        "no-cache: the target changes whenever the product does",
+                        {"type": "string", "enum": ["no-cache"]},
+                        required=True,
+                    ),
+                ),
+                "400": _error("Not an id, not an image index, or a bad w or format, naming it"),
+                "404": _error(
+                    "No such product"
+                    + (", or another user's (unless PRODUCT_READS=public)" if keys else "")
+                    + "; no image n; an image with no renditions yet (pending, or failed "
+                    "without an output); or none in the format= asked for"
+                ),
+            },
+            key="read",
+            description="Without format=, the format is the best the Accept header allows "
+            "(RFC 9110 q-values, the most specific media range deciding; a missing Accept is "
+            "*/*): at equal weights a format Accept names beats one only a wildcard admits; "
+            "among named formats AVIF, then WebP, then JPEG; among wildcard-admitted ones "
+            "JPEG, then WebP, then AVIF (browsers send image/* and */* whether or not they "
+            "decode the newer formats). When no produced format is acceptable: JPEG if "
+            "produced, else WebP, else AVIF. Then the smallest rendition of that format at "
+            "least w wide, the largest when none is or without w.",
+            parameters=[
+                product_id_path,
+                {
+                    "name": "n",
+                    "in": "path",
+                    "required": True,
+                    "description": "The image's index in the product's images (0 is the first)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "w",
+                    "in": "query",
+                    "required": False,
+                    "description": "The width wanted, in pixels: the smallest rendition at "
+                    "least this wide (the largest when none is); without it, the largest",
+                    "schema": {"type": "integer", "minimum": MIN_WIDTH, "maximum": MAX_WIDTH},
+                },
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "description": "This format and no other (404 when the image has no "
+                    "rendition in it), instead of the one Accept makes best",
+                    "schema": {"type": "string", "enum": list(FORMATS)},
+                },
+            ],
+        )
+    }
     user: Schema = {
         "delete": operation(
             "deleteUser",
@@ -606,6 +676,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/products": products,
             "/products/{product_id}": product,
             "/products/{product_id}/reprocess": reprocess,
+            "/products/{product_id}/images/{n}": product_image,
             "/images/{key}": {
                 "get": operation(
                     "getImage",
@@ -833,6 +904,17 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
                 "product_id": _ID_OUT,
             },
         },
+        "Rendition": {
+            "type": "object",
+            "required": ["url", "width", "height", "format", "bytes"],
+            "properties": {
+                "url": {"type": "string"},
+                "width": {"type": "integer", "minimum": 1},
+                "height": {"type": "integer", "minimum": 1},
+                "format": {"type": "string", "enum": list(FORMATS)},
+                "bytes": {"type": "integer", "minimum": 1},
+            },
+        },
         "Product": {
             "type": "object",
             "required": [
@@ -865,12 +947,19 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
                     "description": "Each source's state, in source order",
                     "items": {
                         "type": "object",
-                        "required": ["source", "status", "url", "error"],
+                        "required": ["source", "status", "url", "error", "renditions"],
                         "properties": {
                             "source": {"type": "string"},
                             "status": {"type": "string", "enum": ["pending", "ready", "failed"]},
                             "url": {"type": "string", "nullable": True},
                             "error": {"type": "string", "nullable": True},
+                            "renditions": {
+                                "type": "array",
+                                "description": "The image's outputs, each size in each format "
+                                "(empty while it has none): what "
+                                "GET /products/{product_id}/images/{n} chooses from",
+                                "items": _ref("schemas", "Rendition"),
+                            },
                         },
                     },
                 },

@@ -263,7 +263,7 @@ async def test_schemathesis_finds_nothing(served):
     assert not run.failures, f"{run.summary()}\n\n{report}"
     # It did reach the API: every operation (but the document itself, which it reads), with
     # requests that passed and requests that were refused.
-    assert len(run.operations) == (15 if keys else 12), sorted(run.operations)
+    assert len(run.operations) == (16 if keys else 13), sorted(run.operations)
     for status in (200, 201, 204, 400, 404):
         assert run.statuses[status], run.statuses
     assert run.requests["stateful"], run.requests

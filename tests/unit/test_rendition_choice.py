@@ -1,5 +1,6 @@
 """Which rendition GET /products/{id}/images/{n} redirects to: widths, formats, Accept q-values
-and specificity, the fallback, and the input rules of n, w and format (server/rendition_choice)."""
+and specificity, the fallback, and the input rules of n, w and format (server/rendition_choice),
+as the OpenAPI document states them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.errors import ApiError
+from server.openapi import openapi_document
 from server.rendition_choice import (
     FORMATS,
     MAX_WIDTH,
@@ -368,3 +370,33 @@ def test_renditions_are_read_from_the_product_json_entry():
     assert renditions_of(entry) == [Rendition("u1", 320, "jpeg")]
     assert renditions_of({"status": "pending", "renditions": []}) == []
     assert renditions_of({"status": "ready", "url": "legacy"}) == []
+
+
+# -- the OpenAPI document states these rules -----------------------------------------------------
+
+
+def test_the_document_states_the_operation_and_its_constraints(offline_settings):
+    document = openapi_document(offline_settings.replace(auth_mode="api_key"))
+    operation = document["paths"]["/products/{product_id}/images/{n}"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["n"]["schema"] == {"type": "integer", "minimum": 0}
+    assert parameters["w"]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_WIDTH}
+    assert parameters["format"]["schema"] == {"type": "string", "enum": list(FORMATS)}
+    assert parameters["product_id"]["in"] == parameters["n"]["in"] == "path"
+    assert not parameters["w"]["required"]
+    assert not parameters["format"]["required"]
+    redirect = operation["responses"]["302"]
+    assert "content" not in redirect
+    for header in ("Location", "Vary", "Cache-Control"):
+        assert redirect["headers"][header]["required"], header
+    assert {"302", "400", "401", "404", "429"} <= set(operation["responses"])
+
+
+def test_the_product_schema_lists_each_images_renditions(offline_settings):
+    schemas = openapi_document(offline_settings)["components"]["schemas"]
+    item = schemas["Product"]["properties"]["images"]["items"]
+    assert "renditions" in item["required"]
+    assert item["properties"]["renditions"]["items"] == {"$ref": "#/components/schemas/Rendition"}
+    rendition = schemas["Rendition"]
+    assert set(rendition["required"]) == {"url", "width", "height", "format", "bytes"}
+    assert rendition["properties"]["format"]["enum"] == list(FORMATS)
