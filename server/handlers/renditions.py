@@ -27,8 +27,7 @@ _REDIRECT_HEADERS = {"Cache-Control": "no-cache", "Vary": "Accept"}
 _NO_RENDITIONS = {
     "pending": "it is still being processed",
     "failed": "its processing failed",
-    "ready": "it was processed before renditions were made (POST /products/{id}/reprocess "
-    "makes them)",
+    "ready": "it was processed before renditions were made (a reprocess makes them)",
 }
 
 
@@ -41,7 +40,7 @@ async def _product(request: web.Request, product_id: int) -> dict[str, Any]:
         body, _ = await reads.read(product_id)
     caller = request.get(CALLER)
     owns = caller.owns if caller is not None else b""
-    hidden = owns and not is_owned_by(body, owns) and not public_reads(request)
+    hidden = bool(owns) and not is_owned_by(body, owns) and not public_reads(request)
     if body == NOT_FOUND or hidden:
         raise ApiError(404, f"product {product_id} not found")
     product: dict[str, Any] = orjson.loads(body)
@@ -56,9 +55,8 @@ async def get_product_image(request: web.Request) -> web.Response:
     fmt = parse_format(query.get("format"))
     images = (await _product(request, product_id))["images"]
     if index is None or index >= len(images):
-        raise ApiError(
-            404, f"product {product_id} has no image {request.match_info['n']}", {"field": "n"}
-        )
+        which = "at that index" if index is None else str(index)  # None: too many digits
+        raise ApiError(404, f"product {product_id} has no image {which}", {"field": "n"})
     entry = images[index]
     renditions = renditions_of(entry)
     if not renditions:

@@ -280,12 +280,12 @@ async def test_the_redirect_varies_on_accept_is_not_cached_and_is_a_budgeted_rea
 
 async def test_an_index_past_the_last_image_is_404(api, db, owner, spec):
     product_id = await product_with_renditions(api, db, owner)
-    for n in ("2", "999", "12345678901234567890"):
+    for n, which in (("2", "2"), ("0999", "999"), ("12345678901234567890", "at that index")):
         response = await api.get(f"/products/{product_id}/images/{n}", headers=owner)
         assert response.status == 404
         body = await response.json()
         assert body["details"] == {"field": "n"}
-        assert f"has no image {n}" in body["message"]
+        assert body["message"] == f"product {product_id} has no image {which}"
     await check_against_spec(spec, response, "get", PATH)
     no_images = (await create_product(api, owner))["product_id"]
     assert (await api.get(f"/products/{no_images}/images/0", headers=owner)).status == 404
@@ -325,6 +325,26 @@ async def test_an_image_without_renditions_yet_is_404_saying_why(api, db, owner,
     assert body["details"]["error"] == "not_an_image"
     got = await redirect(api, f"/products/{product_id}/images/0", owner)
     assert got == (302, url(product_id, "jpeg", 1600))
+
+
+async def test_an_image_processed_before_renditions_existed_is_404_until_reprocessed(
+    api, db, owner
+):
+    product_id = (await create_product(api, owner, product_images=SOURCES[:1]))["product_id"]
+
+    def legacy(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        key = f"products/{product_id}/legacy.jpg"
+        entries[0].update(status="ready", key=key, url=f"http://127.0.0.1:8080/images/{key}")
+        return entries
+
+    await write_images(api, db, product_id, legacy)
+    response = await api.get(f"/products/{product_id}/images/0", headers=owner)
+    assert response.status == 404
+    body = await response.json()
+    assert body["details"]["status"] == "ready"
+    assert body["message"].endswith(
+        "processed before renditions were made (a reprocess makes them)"
+    )
 
 
 # -- 400s ----------------------------------------------------------------------------------------
