@@ -189,6 +189,17 @@ def _target(rows: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def _load(data: dict[str, Any]) -> str:
+    load = data.get("load_average")
+    if not load:
+        return ""
+    return (
+        f" The machine's 1-minute load average was {_num(load[0], '{:.1f}')} at the start and"
+        f" {_num(load[-1], '{:.1f}')} at the end, on {data.get('cpus', '?')} CPUs: with other"
+        " work running, every figure is higher than on an idle machine, the ratios less so."
+    )
+
+
 def section(data: dict[str, Any] | None) -> list[str]:
     lines = ["## Redis clients: one GET per request, by client, pool and parser", ""]
     if data is None or not data.get("candidates"):
@@ -209,7 +220,7 @@ def section(data: dict[str, Any] | None) -> list[str]:
         " process's user + system time from `/proc` (every thread: glide's Rust runtime"
         " included) over its requests, medians over the rounds; µs per GET is the median of"
         " the per-round differences to the floor. redis-server's CPU is that of a Redis shared"
-        " with other clients: indicative only.",
+        " with other clients: indicative only." + _load(data),
         "",
         *_table(data),
         *_why(rows, _ranked(rows), "Winner"),

@@ -384,6 +384,7 @@ def _run_rounds(
 
 def test_redis_clients(stack_env: dict[str, str]) -> None:
     started = time.monotonic()  # the quick budget's start
+    load_before = os.getloadavg()[0]  # how shared the machine was: context for noisy figures
     versions, unusable = _venv_packages()
     candidates = [
         candidate
@@ -438,6 +439,8 @@ def test_redis_clients(stack_env: dict[str, str]) -> None:
         "not_measured": skipped,
         "discarded_rounds": discarded,
         "seconds": time.monotonic() - started,
+        "cpus": os.cpu_count(),
+        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, at start and end
         "candidates": rows,
     }
     path = write_result("redis_clients", data)
