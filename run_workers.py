@@ -13,6 +13,7 @@ import sys
 
 import uvloop
 
+from compressor.renditions import available_formats, missing_encoders
 from compressor.supervisor import Supervisor, WorkerOptions
 from config import Settings, load_settings_or_exit
 from config.logging import setup_logging
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    if unmakeable := missing_encoders(settings.image_output_formats, available_formats()):
+        print(f"configuration error: {unmakeable}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.log_format)
     options = WorkerOptions(
         processes=args.processes,

@@ -6,8 +6,8 @@ under other settings, and `python -m compressor.reprocess --outdated` processes 
 how a deployment rolls out a new size, format or quality. The API may show or compare it too, so
 it lives here, next to the entries.
 
-Only settings that change the bytes of an output count (the longest side, the format, the
-quality); limits that only refuse sources (IMAGE_MAX_PIXELS, sizes, timeouts) do not.
+Only settings that change the bytes of an output count (the sizes, the formats, their
+qualities); limits that only refuse sources (IMAGE_MAX_PIXELS, sizes, timeouts) do not.
 `OUTPUT_REVISION` stands for the compression code itself: raise it when a change to
 compressor/compress.py (or its colour handling) changes the outputs, and `--outdated` selects
 every output made before.
@@ -21,17 +21,27 @@ import orjson
 
 from config import Settings
 
-OUTPUT_REVISION = 1
+# 2: a ladder of renditions per source (IMAGE_RENDITION_SIZES x IMAGE_OUTPUT_FORMATS), baseline
+# JPEGs below 1024 px, where revision 1 made one progressive output per source.
+OUTPUT_REVISION = 2
 
 
-def fingerprint(*, max_dimension: int, output_format: str, quality: int) -> str:
-    """A short, stable name of these output settings: 16 hex digits of a SHA-256."""
+def fingerprint(
+    *,
+    sizes: tuple[int, ...],
+    formats: tuple[str, ...],
+    qualities: dict[str, int],
+    avif_speed: int,
+) -> str:
+    """A short, stable name of these output settings: 16 hex digits of a SHA-256. Only what
+    shapes the outputs counts: the qualities of the formats made, the AVIF speed if AVIF is."""
     canonical = orjson.dumps(
         {
             "revision": OUTPUT_REVISION,
-            "max_dimension": max_dimension,
-            "format": output_format,
-            "quality": quality,
+            "sizes": list(sizes),
+            "formats": list(formats),
+            "qualities": {name: qualities[name] for name in formats},
+            "avif_speed": avif_speed if "avif" in formats else None,
         },
         option=orjson.OPT_SORT_KEYS,
     )
@@ -41,7 +51,12 @@ def fingerprint(*, max_dimension: int, output_format: str, quality: int) -> str:
 def settings_fingerprint(settings: Settings) -> str:
     """The fingerprint of the outputs these settings produce."""
     return fingerprint(
-        max_dimension=settings.image_max_dimension,
-        output_format=settings.image_output_format,
-        quality=settings.image_quality,
+        sizes=settings.image_rendition_sizes,
+        formats=settings.image_output_formats,
+        qualities={
+            "jpeg": settings.image_quality_jpeg,
+            "webp": settings.image_quality_webp,
+            "avif": settings.image_quality_avif,
+        },
+        avif_speed=settings.image_avif_speed,
     )

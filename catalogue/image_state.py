@@ -2,9 +2,12 @@
 
 A product holds one entry per source, in source order:
 `{"source", "status": "pending"|"ready"|"failed", "url", "key", "error", "revision"}`.
-- `url`/`key` are the compressed output shown for the source (and its storage key); during a
-  reprocess an entry is pending *and* keeps its previous output, so it stays visible until the
-  new one is ready.
+- `url`/`key` are the compressed output shown for the source (and its storage key): the largest
+  JPEG rendition (the largest of the first format made, without JPEG). `renditions` (only on an
+  entry with an output made since renditions exist) lists every output of the source,
+  `{"key", "url", "width", "height", "format", "bytes"}`, by format, then ascending width; the
+  output's objects are those keys. During a reprocess an entry is pending *and* keeps its
+  previous output, so it stays visible until the new one is ready.
 - `revision` is the image revision of the job that will process (or last processed) the entry.
   Every queued job takes the product's next revision, and a job's results land only on entries
   still pending at its revision: a result never lands on a newer state (a change, a reprocess),
@@ -39,6 +42,8 @@ class Outcome:
     error: str | None = None
     # The settings the output was produced under (catalogue/fingerprint.py); None: unknown.
     fingerprint: str | None = None
+    # Every output of the source, as entries hold them (see the module's docstring).
+    renditions: tuple[dict[str, Any], ...] = ()
 
 
 def new_entry(source: str, revision: int) -> Entry:
@@ -68,7 +73,13 @@ def processing_status(entries: Sequence[Entry]) -> str:
 
 
 def referenced_keys(entries: Iterable[Entry]) -> set[str]:
-    return {e["key"] for e in entries if e.get("key")}
+    """The storage keys of every output the entries show."""
+    keys: set[str] = set()
+    for entry in entries:
+        if entry.get("key"):
+            keys.add(entry["key"])
+        keys.update(r["key"] for r in entry.get("renditions", ()))
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +145,14 @@ def apply_outcomes(
 
 def _with_output(entry: Entry, outcome: Outcome) -> Entry:
     ready = {**entry, "status": READY, "url": outcome.url, "key": outcome.key, "error": None}
-    # The fingerprint belongs to the output: a new output without one drops the old one's.
+    # The fingerprint and the renditions belong to the output: a new output without them
+    # drops the old one's.
     ready.pop("fingerprint", None)
+    ready.pop("renditions", None)
     if outcome.fingerprint is not None:
         ready["fingerprint"] = outcome.fingerprint
+    if outcome.renditions:
+        ready["renditions"] = [dict(r) for r in outcome.renditions]
     return ready
 
 
@@ -182,8 +197,24 @@ def reopen_failed(entries: Sequence[Entry], revision: int) -> list[Entry] | None
 
 
 def public(entries: Sequence[Entry]) -> list[dict[str, Any]]:
-    """The entries as the product's JSON shows them (storage keys and revisions are internal)."""
+    """The entries as the product's JSON shows them (storage keys and revisions are internal);
+    `renditions` is empty while a source has no output (or one made before renditions were)."""
     return [
-        {"source": e["source"], "status": e["status"], "url": e["url"], "error": e["error"]}
+        {
+            "source": e["source"],
+            "status": e["status"],
+            "url": e["url"],
+            "error": e["error"],
+            "renditions": [
+                {
+                    "url": r["url"],
+                    "width": r["width"],
+                    "height": r["height"],
+                    "format": r["format"],
+                    "bytes": r["bytes"],
+                }
+                for r in e.get("renditions", ())
+            ],
+        }
         for e in entries
     ]

@@ -11,7 +11,7 @@ import hashlib
 import re
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
-CONTENT_TYPES = {"jpg": "image/jpeg", "webp": "image/webp"}
+CONTENT_TYPES = {"jpg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
 # What a key may look like when it comes back in a URL: safe path segments, a known extension.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*\.(" + "|".join(CONTENT_TYPES) + ")")
 

@@ -51,13 +51,13 @@ def to_8bit(image: Image.Image, source_mode: str) -> Image.Image:
 
 
 def to_output_mode(image: Image.Image, output_format: str, source_mode: str) -> Image.Image:
-    """RGB, or RGBA for WebP with real transparency; all metadata dropped."""
+    """RGB, or RGBA for WebP and AVIF with real transparency; all metadata dropped."""
     image = to_8bit(image, source_mode)
     if image.mode in ("RGBA", "LA"):
         alpha = image.getchannel("A")
         if alpha.getextrema() == (255, 255):
             image = image.convert("RGB")
-        elif output_format == "webp":
+        elif output_format in ("webp", "avif"):
             image = image.convert("RGBA")
         else:
             flat = Image.new("RGB", image.size, _WHITE)

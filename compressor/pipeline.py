@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from catalogue.fingerprint import settings_fingerprint
 from catalogue.images import image_key
@@ -29,10 +29,10 @@ from catalogue.jobs import ImageJob
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
 from compressor.claims import JobUploads
 from compressor.cleanup import ObjectCleanup
-from compressor.compress import CompressedImage, CompressOptions, output_format
 from compressor.download import Downloaded
 from compressor.errors import JobExhausted, classify
 from compressor.metrics import WorkerMetrics
+from compressor.renditions import RenderedImage, Rendition, RenditionOptions, output_format
 from compressor.results import SUPERSEDED, ImageResult, ProductResults, Recorded, outcome
 from compressor.stages import Stage
 from compressor.storage import public_url
@@ -55,6 +55,19 @@ def job_retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
+def rendition_options(settings: Settings) -> RenditionOptions:
+    """What the image settings ask of each source."""
+    return RenditionOptions(
+        sizes=settings.image_rendition_sizes,
+        formats=tuple(output_format(name) for name in settings.image_output_formats),
+        quality_jpeg=settings.image_quality_jpeg,
+        quality_webp=settings.image_quality_webp,
+        quality_avif=settings.image_quality_avif,
+        avif_speed=settings.image_avif_speed,
+        max_pixels=settings.image_max_pixels,
+    )
+
+
 class Fetcher(Protocol):
     async def fetch(self, url: str) -> Downloaded: ...
 
@@ -62,7 +75,7 @@ class Fetcher(Protocol):
 class Compressor(Protocol):
     processes: int
 
-    async def compress(self, data: bytes, options: CompressOptions) -> CompressedImage: ...
+    async def compress(self, data: bytes, options: RenditionOptions) -> RenderedImage: ...
 
 
 class Store(Protocol):
@@ -93,12 +106,7 @@ class Pipeline:
         self.retry_policy = job_retry_policy(settings)
         # Recorded with every output: `python -m compressor.reprocess --outdated` compares it.
         self.fingerprint = settings_fingerprint(settings)
-        self.options = CompressOptions(
-            max_dimension=settings.image_max_dimension,
-            quality=settings.image_quality,
-            output_format=output_format(settings.image_output_format),
-            max_pixels=settings.image_max_pixels,
-        )
+        self.options = rendition_options(settings)
         self.stages = {
             "download": Stage("download", download_concurrency),
             # Twice the processes keeps every child busy without piling up raw downloads.
@@ -199,7 +207,7 @@ class Pipeline:
             log.info("image.retry", extra=extra)
 
         try:
-            url, key = await retry(
+            stored = await retry(
                 lambda: self._image_once(product_id, source, uploads),
                 self.retry_policy,
                 what="image",
@@ -214,7 +222,10 @@ class Pipeline:
             # Detached: the result outlives this block, and must not keep error's traceback.
             return ImageResult(source, failure=classify(error).detached())
         else:
-            return ImageResult(source, url=url, key=key, fingerprint=self.fingerprint)
+            url, key = stored.shown
+            return ImageResult(
+                source, url=url, key=key, fingerprint=self.fingerprint, renditions=stored.renditions
+            )
         raise gave_up  # outside the except, as above
 
     def _image_failed(self, error: BaseException, attempt: int, where: dict[str, object]) -> None:
@@ -232,13 +243,11 @@ class Pipeline:
         else:
             log.warning("image.failed", extra=fields)
 
-    async def _image_once(
-        self, product_id: int, source: str, uploads: JobUploads
-    ) -> tuple[str, str]:
+    async def _image_once(self, product_id: int, source: str, uploads: JobUploads) -> Stored:
         image = await self._compressed(product_id, source)
         return await self._uploaded(product_id, source, image, uploads)
 
-    async def _compressed(self, product_id: int, source: str) -> CompressedImage:
+    async def _compressed(self, product_id: int, source: str) -> RenderedImage:
         """Downloads and compresses one image; the source is dropped when this returns, before
         the image waits for an upload slot (a source can be large)."""
         extra = {"product_id": product_id, "image": source}
@@ -264,38 +273,78 @@ class Pipeline:
                 image = await self.pool.compress(downloaded.data, self.options)
         finally:
             compress.release()
+        largest = max(image.renditions, key=lambda r: r.width * r.height)
         log.info(
             "image.compressed",
             extra={
                 **extra,
                 "in_bytes": len(downloaded.data),
-                "out_bytes": len(image.data),
-                "width": image.width,
-                "height": image.height,
+                "out_bytes": sum(len(r.data) for r in image.renditions),
+                "renditions": len(image.renditions),
+                "width": largest.width,
+                "height": largest.height,
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
         return image
 
     async def _uploaded(
-        self, product_id: int, source: str, image: CompressedImage, uploads: JobUploads
-    ) -> tuple[str, str]:
-        """The object's public URL and its key (as entries name it, without any S3 prefix)."""
-        key = image_key(product_id, image.data, image.extension)
-        await uploads.hold(key)  # before the upload: no clean-up here takes it from now on
-        async with self.stages["upload"].slot():
-            started = time.perf_counter()
-            with self.metrics.stage_seconds.labels("upload").time():
-                object_key = await self.storage.put(key, image.data, image.content_type)
-        url = public_url(self.settings.image_public_base_url, object_key)
+        self, product_id: int, source: str, image: RenderedImage, uploads: JobUploads
+    ) -> Stored:
+        """Every rendition stored, each under its content-addressed key, at most
+        --upload-concurrency objects at a time across all jobs."""
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._stored(product_id, rendition, uploads))
+                for rendition in image.renditions
+            ]
+        renditions = tuple(task.result() for task in tasks)
+        shown = _shown(renditions)
         log.info(
             "image.uploaded",
             extra={
                 "product_id": product_id,
                 "image": source,
-                "url": url,
+                "url": shown["url"],
+                "objects": len(renditions),
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
         self.metrics.images.labels("done").inc()
-        return url, key
+        return Stored((shown["url"], shown["key"]), renditions)
+
+    async def _stored(
+        self, product_id: int, rendition: Rendition, uploads: JobUploads
+    ) -> dict[str, Any]:
+        """One rendition uploaded: the entry's record of it (compressor.results lands it)."""
+        key = image_key(product_id, rendition.data, rendition.extension)
+        await uploads.hold(key)  # before the upload: no clean-up here takes it from now on
+        async with self.stages["upload"].slot():
+            with self.metrics.stage_seconds.labels("upload").time():
+                object_key = await self.storage.put(key, rendition.data, rendition.content_type)
+        return {
+            "key": key,
+            "url": public_url(self.settings.image_public_base_url, object_key),
+            "width": rendition.width,
+            "height": rendition.height,
+            "format": rendition.format,
+            "bytes": len(rendition.data),
+        }
+
+
+class Stored(NamedTuple):
+    """A source's output in storage: (url, key) of the one its entry shows, and every rendition
+    as its entry records it."""
+
+    shown: tuple[str, str]
+    renditions: tuple[dict[str, Any], ...]
+
+
+def _shown(renditions: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The rendition an entry's url shows (the specification's compressed image): the largest
+    JPEG, or without JPEG the largest of the first format made. Renditions come by format, then
+    ascending width."""
+    jpegs = [r for r in renditions if r["format"] == "jpeg"]
+    first = renditions[0]["format"]
+    return (jpegs or [r for r in renditions if r["format"] == first])[-1]

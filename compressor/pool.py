@@ -22,17 +22,23 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Generic, TypeVar
 
-from compressor.compress import CompressedImage, CompressOptions, compress, init_worker
+from compressor.compress import init_worker
 from compressor.rejected import ImageRejected
+from compressor.renditions import RenderedImage, RenditionOptions, render
 
-Work = Callable[[bytes, CompressOptions], CompressedImage]
+Opts = TypeVar("Opts")  # what the work takes beside the bytes (its options)
+Out = TypeVar("Out")  # what it returns
 
 log = logging.getLogger(__name__)
 
 
-class CompressionPool:
-    """`async with CompressionPool(...) as pool`: started and warmed up, then closed."""
+class CompressionPool(Generic[Opts, Out]):
+    """`async with CompressionPool(...) as pool`: started and warmed up, then closed.
+
+    The work is a module-level function of (bytes, options), compressor.renditions.render by
+    default: its children import it by name."""
 
     def __init__(
         self,
@@ -40,7 +46,7 @@ class CompressionPool:
         max_pixels: int,
         *,
         timeout_s: float = 30.0,
-        work: Work = compress,
+        work: Callable[[bytes, Opts], Out] = render,  # type: ignore[assignment]
         on_rebuild: Callable[[], object] | None = None,
     ) -> None:
         self.processes = processes
@@ -62,7 +68,7 @@ class CompressionPool:
             initargs=(self.max_pixels, os.getpid()),
         )
 
-    async def __aenter__(self) -> CompressionPool:
+    async def __aenter__(self) -> CompressionPool[Opts, Out]:
         await asyncio.to_thread(self.warm_up)
         return self
 
@@ -75,7 +81,7 @@ class CompressionPool:
         for future in futures:
             future.result()
 
-    async def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
+    async def compress(self, data: bytes, options: Opts) -> Out:
         executor = self._executor
         try:
             return await self._run(executor, data, options)
@@ -87,15 +93,13 @@ class CompressionPool:
             self._replace(executor)
         return await self._alone(data, options)
 
-    async def _run(
-        self, executor: ProcessPoolExecutor, data: bytes, options: CompressOptions
-    ) -> CompressedImage:
+    async def _run(self, executor: ProcessPoolExecutor, data: bytes, options: Opts) -> Out:
         return await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(executor, self.work, data, options),
             self.timeout_s,
         )
 
-    async def _alone(self, data: bytes, options: CompressOptions) -> CompressedImage:
+    async def _alone(self, data: bytes, options: Opts) -> Out:
         """Runs an image that was in flight when a process died, with nothing else beside it."""
         async with self._quarantine_turn:
             if self._quarantine is None:
@@ -187,3 +191,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         pass  # alive, under another user
     return True
+
+
+RenderPool = CompressionPool[RenditionOptions, RenderedImage]
+"""The worker's pool: one task per source renders its whole set (compressor.renditions)."""

@@ -37,20 +37,32 @@ SUPERSEDED = "superseded"
 
 @dataclass(frozen=True, slots=True)
 class ImageResult:
-    """One source of a job: its output (url, storage key, the settings' fingerprint) or its
-    failure."""
+    """One source of a job: its output (url and storage key of the one shown, every rendition,
+    the settings' fingerprint) or its failure."""
 
     source: str
     url: str | None = None
     failure: ImageFailure | None = None
     key: str | None = None
     fingerprint: str | None = None
+    renditions: tuple[dict[str, Any], ...] = ()
+
+    def stored_keys(self) -> set[str]:
+        """The storage keys of its output: every rendition's (the one shown is among them)."""
+        keys = {r["key"] for r in self.renditions}
+        if self.key is not None:
+            keys.add(self.key)
+        return keys
 
     def outcome(self) -> image_state.Outcome:
         if self.failure is not None:
             return image_state.Outcome(self.source, error=str(self.failure))
         return image_state.Outcome(
-            self.source, url=self.url, key=self.key, fingerprint=self.fingerprint
+            self.source,
+            url=self.url,
+            key=self.key,
+            fingerprint=self.fingerprint,
+            renditions=self.renditions,
         )
 
 
@@ -111,7 +123,7 @@ class ProductResults:
     async def record(self, job: ImageJob, results: Sequence[ImageResult]) -> Recorded:
         """Lands the job's outcomes (one transaction), then refreshes the cache."""
         outcomes = [r.outcome() for r in results]
-        uploaded = {r.key for r in results if r.key is not None}
+        uploaded = {key for r in results for key in r.stored_keys()}
         row, entries = await self._write(
             job, lambda entries: image_state.apply_outcomes(entries, job.revision, outcomes)
         )

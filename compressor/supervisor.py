@@ -38,7 +38,7 @@ from compressor.gc_periodic import PeriodicGc
 from compressor.handling import JobHandler
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Pipeline, job_retry_policy
-from compressor.pool import CompressionPool
+from compressor.pool import CompressionPool, RenderPool
 from compressor.results import ProductResults
 from compressor.storage import Storage, create_storage
 from config import Settings
@@ -61,7 +61,7 @@ class WorkerOptions:
     shutdown_timeout_s: float
 
 
-def compression_pool(settings: Settings, processes: int, metrics: WorkerMetrics) -> CompressionPool:
+def compression_pool(settings: Settings, processes: int, metrics: WorkerMetrics) -> RenderPool:
     return CompressionPool(
         processes,
         settings.image_max_pixels,

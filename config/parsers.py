@@ -65,6 +65,37 @@ def choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def ascending_ints(low: int, high: int) -> Callable[[str], tuple[int, ...]]:
+    """A comma-separated list of integers in low..high, at least one, ascending, no repeats."""
+    one = int_between(low, high)
+
+    def parse(raw: str) -> tuple[int, ...]:
+        items = [item for item in raw.split(",") if item.strip()]
+        if not items:
+            raise ValueError("must list at least one integer")
+        values = tuple(one(item) for item in items)
+        if list(values) != sorted(set(values)):
+            raise ValueError("must be ascending, without repeats")
+        return values
+
+    return parse
+
+
+def choices(*allowed: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of some of `allowed`, at least one, each once, in the given order."""
+    one = choice(*allowed)
+
+    def parse(raw: str) -> tuple[str, ...]:
+        values = tuple(one(item) for item in raw.split(",") if item.strip())
+        if not values:
+            raise ValueError(f"must list at least one of {', '.join(allowed)}")
+        if len(set(values)) != len(values):
+            raise ValueError("must name each format once")
+        return values
+
+    return parse
+
+
 def url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()

@@ -244,17 +244,33 @@ class Settings:
         "Source origins (scheme://ip:port, comma-separated) allowed although on a loopback or "
         "private address: exactly those, IP literals only; empty opens none.",
     )
-    image_max_dimension: int = _env_field(
-        "IMAGE_MAX_DIMENSION",
-        1600,
-        parse.int_between(16, 16384),
-        "Longest side of compressed images.",
+    image_rendition_sizes: tuple[int, ...] = _env_field(
+        "IMAGE_RENDITION_SIZES",
+        (320, 640, 1024, 1600),
+        parse.ascending_ints(16, 16384),
+        "Longest sides of each source's renditions, ascending (comma-separated); a source yields "
+        "those not larger than itself, or one at its own size when smaller than all.",
     )
-    image_output_format: str = _env_field(
-        "IMAGE_OUTPUT_FORMAT", "jpeg", parse.choice("jpeg", "webp"), "Format of compressed images."
+    image_output_formats: tuple[str, ...] = _env_field(
+        "IMAGE_OUTPUT_FORMATS",
+        ("jpeg", "webp"),
+        parse.choices("jpeg", "webp", "avif"),
+        "Formats of the renditions (comma-separated: jpeg, webp, avif); each size is made in each.",
     )
-    image_quality: int = _env_field(
-        "IMAGE_QUALITY", 80, parse.int_between(1, 95), "Encoder quality of compressed images."
+    image_quality_jpeg: int = _env_field(
+        "IMAGE_QUALITY_JPEG", 80, parse.int_between(1, 95), "Encoder quality of JPEG renditions."
+    )
+    image_quality_webp: int = _env_field(
+        "IMAGE_QUALITY_WEBP", 79, parse.int_between(1, 100), "Encoder quality of WebP renditions."
+    )
+    image_quality_avif: int = _env_field(
+        "IMAGE_QUALITY_AVIF", 63, parse.int_between(1, 100), "Encoder quality of AVIF renditions."
+    )
+    image_avif_speed: int = _env_field(
+        "IMAGE_AVIF_SPEED",
+        8,
+        parse.int_between(0, 10),
+        "libavif encoder speed, 0 (slowest, smallest) to 10: bounds the CPU an AVIF costs.",
     )
     image_max_pixels: int = _env_field(
         "IMAGE_MAX_PIXELS",
@@ -349,6 +365,15 @@ class Settings:
         return path.resolve()
 
 
+# Variables that earlier versions read, and what replaced them: one set would be silently
+# ignored otherwise (a deployment's IMAGE_QUALITY=90 quietly becoming 80).
+REPLACED = {
+    "IMAGE_MAX_DIMENSION": "IMAGE_RENDITION_SIZES",
+    "IMAGE_OUTPUT_FORMAT": "IMAGE_OUTPUT_FORMATS",
+    "IMAGE_QUALITY": "IMAGE_QUALITY_JPEG, IMAGE_QUALITY_WEBP or IMAGE_QUALITY_AVIF",
+}
+
+
 def settings_fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(Settings))
 
@@ -386,6 +411,9 @@ def load_settings(
     """
     source = read_dotenv(dotenv) if dotenv is not None else {}
     source.update(os.environ if environ is None else environ)
+    for old, new in REPLACED.items():
+        if old in source:
+            raise SettingsError(f"{old} is no longer read: set {new} instead")
     values: dict[str, Any] = {}
     for f in settings_fields():
         name = f.metadata["env"]
@@ -404,11 +432,17 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     """The environment that loads back into `settings`: for child processes and tools."""
     env = {}
     for f in settings_fields():
-        value = getattr(settings, f.name)
-        env[f.metadata["env"]] = (
-            ("true" if value else "false") if isinstance(value, bool) else str(value)
-        )
+        env[f.metadata["env"]] = env_value(getattr(settings, f.name))
     return env
+
+
+def env_value(value: Any) -> str:
+    """A setting's value as its variable writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def load_settings_or_exit() -> Settings:

@@ -1,4 +1,4 @@
-"""What the database references in storage: every image entry's key, of every product.
+"""What the database references in storage: every image entry's keys, of every product.
 
 The storage garbage collection (compressor/gc.py) keeps whatever this names. Read through a
 cursor in one read-only transaction, so a large table is never held in memory as rows, and the
@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from db.pool import Connection
 
+# An entry's own key is one of its renditions' (the largest JPEG); entries written before
+# renditions existed have only their own.
 _KEYS = """
-SELECT DISTINCT entry ->> 'key' AS key
-  FROM products, jsonb_array_elements(products.images) AS entry
- WHERE entry ->> 'key' IS NOT NULL
+SELECT DISTINCT k.key
+  FROM products,
+       jsonb_array_elements(products.images) AS entry,
+       LATERAL (SELECT entry ->> 'key'
+                UNION ALL
+                SELECT r ->> 'key'
+                  FROM jsonb_array_elements(COALESCE(entry -> 'renditions', '[]')) AS r) AS k(key)
+ WHERE k.key IS NOT NULL
 """
 
 # The session advisory lock that lets the garbage collection run one at a time across the

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.settings import settings_fields
+from config.settings import env_value, settings_fields
 
 ENV_HEADER = """\
 # Settings of the product catalogue, with their defaults.
@@ -24,24 +24,17 @@ ENV_HEADER = """\
 """
 
 
-def render_value(value: object) -> str:
-    """The default as it is written in the environment (and parses back to the same value)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def env_example() -> str:
     blocks = [ENV_HEADER]
     for f in settings_fields():
-        blocks.append(f"# {f.metadata['help']}\n{f.metadata['env']}={render_value(f.default)}\n")
+        blocks.append(f"# {f.metadata['help']}\n{f.metadata['env']}={env_value(f.default)}\n")
     return "\n".join(blocks)
 
 
 def markdown_table() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for f in settings_fields():
-        value = render_value(f.default)
+        value = env_value(f.default)
         default = f"`{value}`" if value else "*(empty)*"
         meaning = str(f.metadata["help"]).replace("|", "\\|")
         lines.append(f"| `{f.metadata['env']}` | {default} | {meaning} |")

@@ -4,22 +4,21 @@ functions of the image's renditions, the requested width and format, and the Acc
 The format comes first, then the width within it:
 
 - `format=` names it outright (404 when the image has no rendition in it).
-- Otherwise the Accept header decides, by RFC 9110 §12.5.1: each format's weight is the q of
-  the most specific media range that matches its type (`image/avif` before `image/*` before
-  `*/*`; a range with media-type parameters matches only a representation that has them, and
-  these have none), q=0 excludes a format, and a missing or blank Accept counts as `*/*`.
-  Among the produced formats with a weight above 0, the highest weight wins; at equal weights a
-  format the client names beats one only a wildcard admits; among named ones the best
-  compression wins (AVIF, then WebP, then JPEG), among wildcard-admitted ones the most widely
-  decodable (JPEG, then WebP, then AVIF). That last rule is what makes `<img src>` safe in
-  every browser: browsers put `image/*` and `*/*` in the Accept of every image request whether
-  or not they decode WebP or AVIF (Safari 13 and IE 11 send `image/*;q=0.8, */*;q=0.5` and
-  decode neither), and every browser that decodes them names them (Chrome, Firefox, Safari 16+:
-  `image/avif,image/webp,…`). imgproxy and Cloudinary's f_auto decide the same way, from the
-  formats Accept names.
-- When no produced format is acceptable (`Accept: text/html`, or every produced one at q=0),
-  the answer falls back to the most widely decodable produced format: JPEG if produced, else
-  WebP, else AVIF. An image the client cannot show is still better than an error, which an
+- Otherwise the Accept header decides which formats are allowed, by RFC 9110 §12.5.1: each
+  format's q is that of the most specific media range that matches its type (`image/avif`
+  before `image/*` before `*/*`; a range with media-type parameters matches only a
+  representation that has them, and these have none); q=0, or no matching range, excludes a
+  format; a missing or blank Accept counts as `*/*`. Of the produced formats allowed, the best
+  compression wins, whatever the q-values: AVIF, then WebP, then JPEG (the issue's contract;
+  a q above 0 says "acceptable", and every format allowed shows the same picture, so the
+  smallest is the best answer). Browsers that decode AVIF or WebP name them (Chrome, Firefox,
+  Safari 16+: `image/avif,image/webp,…`), so they get them. A client that sends wildcards
+  only (`*/*`, `image/*`) allows every format and gets the best produced: a page that must
+  serve browsers decoding neither WebP nor AVIF (IE 11, Safari 13) links `format=jpeg`, or
+  uses `<picture>` with typed sources (the README says so).
+- When no produced format is allowed (`Accept: text/html`, or every produced one at q=0), the
+  answer falls back to the most widely decodable produced format: JPEG if produced, else
+  WebP, else AVIF. An image the client may not show is still better than an error, which an
   <img> shows as nothing at all.
 
 Then the width: the smallest rendition of that format at least `w` wide, the largest when none
@@ -35,9 +34,9 @@ from typing import Any
 
 from server.errors import bad_request
 
-# Best compression first: the order among formats a client names.
+# Best compression first: the order among the formats a client allows.
 PREFERENCE = ("avif", "webp", "jpeg")
-# Most widely decodable first: the order among formats only a wildcard admits, and of fallback.
+# Most widely decodable first: the order of the fallback when none is allowed.
 COMPATIBILITY = ("jpeg", "webp", "avif")
 FORMATS = COMPATIBILITY  # what `format=` may name, as the OpenAPI document lists them
 MEDIA_SUBTYPES = {"jpeg": "jpeg", "webp": "webp", "avif": "avif"}  # image/<subtype>
@@ -204,15 +203,9 @@ def negotiate(produced: Iterable[str], accept: str | None) -> str | None:
     if not formats:
         return None
     weight = weights(accept)
-
-    def rank(fmt: str) -> tuple[float, bool, int]:
-        w = weight[fmt]
-        order = PREFERENCE if w.named else COMPATIBILITY
-        return w.q, w.named, -order.index(fmt)
-
     acceptable = [fmt for fmt in formats if weight[fmt].acceptable]
     if acceptable:
-        return max(acceptable, key=rank)
+        return min(acceptable, key=PREFERENCE.index)
     return min(formats, key=COMPATIBILITY.index)
 
 

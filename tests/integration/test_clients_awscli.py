@@ -31,8 +31,8 @@ moto_s3 = worker_tests.moto_s3
 pytestmark = pytest.mark.integration
 
 BUCKET, PREFIX = "images", "catalogue"
-EXTENSIONS = {"jpeg": "jpg", "webp": "webp"}  # IMAGE_OUTPUT_FORMAT -> the keys' extension
-PIL_NAMES = {"jpg": "JPEG", "webp": "WEBP"}
+EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}  # format -> the keys' extension
+PIL_NAMES = {"jpg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,16 @@ def aws_json(aws: str, endpoint: str, env: dict[str, str], *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("output_format", ["jpeg", "webp"])
+@pytest.mark.parametrize("output_formats", [("jpeg",), ("jpeg", "webp", "avif")])
 async def test_aws_cli_lists_and_fetches_stored_images_with_their_type_and_caching(
-    api, user, images, worker_factory, settings, moto_s3, aws, aws_env, tmp_path, output_format
+    api, user, images, worker_factory, settings, moto_s3, aws, aws_env, tmp_path, output_formats
 ):
     endpoint, _, credentials = moto_s3
     s3_settings = settings.replace(
         image_storage_url=f"s3://{BUCKET}/{PREFIX}",
         s3_endpoint_url=endpoint,
         image_public_base_url=f"{endpoint}/{BUCKET}",
-        image_output_format=output_format,
+        image_output_formats=output_formats,
     )
     worker_factory(s3_settings, extra_env=credentials)
     images.routes["/cut-out.png"] = web.Response(
@@ -86,7 +86,7 @@ async def test_aws_cli_lists_and_fetches_stored_images_with_their_type_and_cachi
     product_prefix = f"{PREFIX}/products/{product_id}/"
     assert len(keys) >= len(sources), shown  # at least one output per source
     assert all(key.startswith(product_prefix) for key in keys), keys
-    assert {key.rpartition(".")[2] for key in keys} == {EXTENSIONS[output_format]}
+    assert {key.rpartition(".")[2] for key in keys} == {EXTENSIONS[f] for f in output_formats}
 
     listed = await asyncio.to_thread(
         aws_json,

@@ -31,6 +31,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from compressor.renditions import ladder
 from config import Settings
 from config.settings import env_names, load_settings, settings_to_env
 from scripts.demo.client import DemoClient, bearer
@@ -113,11 +114,10 @@ async def http():
         yield session
 
 
-def expected_size(name: str, max_dimension: int) -> tuple[int, int]:
-    """The compressed size: the displayed (EXIF-rotated) size, fitted into max_dimension."""
-    width, height = BY_NAME[name].displayed_size
-    scale = min(1.0, max_dimension / max(width, height))
-    return round(width * scale), round(height * scale)
+def expected_size(name: str, sizes: tuple[int, ...]) -> tuple[int, int]:
+    """The size shown (the largest rendition): the displayed (EXIF-rotated) size, fitted into
+    the largest of `sizes` not larger than it (or as it is, when smaller than all)."""
+    return ladder(*BY_NAME[name].displayed_size, sizes)[-1]
 
 
 async def count_rows(db) -> tuple[int, int]:
@@ -222,7 +222,7 @@ async def test_demo_products_are_processed_once_and_the_curl_line_works(
                 data = await response.read()
             with Image.open(io.BytesIO(data)) as im:
                 assert im.format == "JPEG"
-                assert im.size == expected_size(name, settings.image_max_dimension), name
+                assert im.size == expected_size(name, settings.image_rendition_sizes), name
             # The summary's numbers are read from the same bytes: before -> after.
             assert image.source.url == sample_server.url(name)
             assert image.source.size == len(samples.files[name])
@@ -235,7 +235,7 @@ async def test_demo_products_are_processed_once_and_the_curl_line_works(
             assert image.compressed.url == url
             assert image.compressed.size == len(data)
             assert (image.compressed.width, image.compressed.height) == expected_size(
-                name, settings.image_max_dimension
+                name, settings.image_rendition_sizes
             )
     # The large photo shows the saving.
     sofa = summary.products[2].images[0]

@@ -148,7 +148,7 @@ def settings(base_settings, tmp_path, samples):
         worker_group_id=f"random-ops-{suffix}",
         image_storage_url=str(tmp_path / "images"),
         image_allowed_source_origins=samples.origin,
-        image_max_dimension=160,
+        image_rendition_sizes=(80, 160),
         image_retry_base_seconds=0.05,
         image_max_attempts=2,
         storage_gc_interval_seconds=0.0,

@@ -192,7 +192,7 @@ async def test_a_rollout_of_new_settings_replaces_the_outputs_then_deletes_the_o
     product_id = await create_product(api, {"user_id": owner}, [images.url("/photo.jpg")])
     (old_url,) = (await finished_product(api, product_id))["compressed_product_images"]
     assert await asyncio.to_thread(first.stop) == 0
-    rolled_out = settings.replace(image_max_dimension=600)
+    rolled_out = settings.replace(image_rendition_sizes=(600,))
 
     result = await asyncio.to_thread(
         run_reprocess, rolled_out, "--user", owner, "--outdated", "--json"

@@ -39,7 +39,7 @@ def settings(base_settings, tmp_path):
         image_retry_base_seconds=0.05,
         image_max_attempts=3,
         image_max_download_bytes=2 * 1024 * 1024,
-        image_max_dimension=800,
+        image_rendition_sizes=(200, 800),
         worker_group_id=f"test-workers-{suffix}",
     )
 
@@ -107,6 +107,17 @@ async def test_product_images_are_compressed_stored_and_cached_fresh(
         with Image.open(stored_path(settings, url)) as image:
             assert image.format == "JPEG"
             assert max(image.size) == 800
+    for entry, url in zip(product["images"], product["compressed_product_images"], strict=True):
+        # Each source: every size in each default format, the largest JPEG shown.
+        got = [(r["format"], max(r["width"], r["height"])) for r in entry["renditions"]]
+        assert got == [("jpeg", 200), ("jpeg", 800), ("webp", 200), ("webp", 800)]
+        assert entry["url"] == url == entry["renditions"][1]["url"]
+        for rendition in entry["renditions"]:
+            path = stored_path(settings, rendition["url"])
+            assert path.stat().st_size == rendition["bytes"]
+            with Image.open(path) as image:
+                assert image.format == rendition["format"].upper()
+                assert image.size == (rendition["width"], rendition["height"])
     # The worker wrote the fresh value into the cache: the next read is a HIT and is done.
     response = await api.get(f"/products/{product_id}")
     assert response.headers["X-Cache"] == "HIT"
@@ -208,8 +219,11 @@ async def test_killed_worker_job_is_completed_once_by_the_next_worker(
     product = await finished_product(api, product_id)
     assert product["processing_status"] == "done"
     assert len(product["compressed_product_images"]) == 1
-    stored = list((settings.local_storage_path / "products" / product_id).iterdir())
-    assert [p.name for p in stored] == [product["compressed_product_images"][0].rsplit("/", 1)[1]]
+    stored = {p.name for p in (settings.local_storage_path / "products" / product_id).iterdir()}
+    (entry,) = product["images"]
+    # Exactly the product's renditions: the killed worker stored nothing that lingers.
+    assert stored == {r["url"].rsplit("/", 1)[1] for r in entry["renditions"]}
+    assert len(stored) == 4
 
 
 async def test_loopback_source_is_blocked_when_not_allowed(

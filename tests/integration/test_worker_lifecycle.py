@@ -101,7 +101,10 @@ async def test_a_job_the_product_outgrew_while_it_ran_writes_nothing_and_its_upl
 
     (uploaded,) = events(worker, "image.uploaded")  # it did upload…
     assert not stored_path(settings, uploaded["url"]).exists()  # …and took it back
-    assert (superseded["uploaded"], superseded["discarded"]) == (1, 1)
+    # Every rendition of the source: uploaded, then discarded, none left in storage.
+    assert superseded["uploaded"] == superseded["discarded"] == uploaded["objects"] > 1
+    folder = settings.local_storage_path / "products" / str(product_id)
+    assert not folder.exists() or not any(folder.iterdir())
     assert events(worker, "job.done") == []
     if meanwhile == "images_changed":
         assert await row_of(db, product_id) == before  # not one more version

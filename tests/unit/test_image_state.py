@@ -172,11 +172,71 @@ def test_outdated_outputs_are_those_of_another_or_no_fingerprint():
     assert not state.outdated([state.new_entry("a", 1)], "new")  # no output: nothing outdated
 
 
+def rendition(key: str, width: int, fmt: str = "jpeg") -> dict[str, object]:
+    return {
+        "key": key,
+        "url": f"http://cdn.test/{key}",
+        "width": width,
+        "height": width * 3 // 4,
+        "format": fmt,
+        "bytes": width * 10,
+    }
+
+
 def test_public_hides_keys_revisions_and_fingerprints():
-    (shown,) = state.public([ready("a", "k/a.jpg", fingerprint="f")])
+    renditions = [rendition("k/small.jpg", 320), rendition("k/a.jpg", 640)]
+    (shown,) = state.public([ready("a", "k/a.jpg", fingerprint="f", renditions=renditions)])
     assert shown == {
         "source": "a",
         "status": READY,
         "url": "http://cdn.test/k/a.jpg",
         "error": None,
+        "renditions": [
+            {
+                "url": "http://cdn.test/k/small.jpg",
+                "width": 320,
+                "height": 240,
+                "format": "jpeg",
+                "bytes": 3200,
+            },
+            {
+                "url": "http://cdn.test/k/a.jpg",
+                "width": 640,
+                "height": 480,
+                "format": "jpeg",
+                "bytes": 6400,
+            },
+        ],
     }
+
+
+def test_an_entry_without_an_output_or_from_before_renditions_shows_none():
+    old = ready("a", "k/a.jpg")  # written before renditions existed
+    shown = state.public([old, state.new_entry("b", 1)])
+    assert [e["renditions"] for e in shown] == [[], []]
+
+
+def test_every_rendition_key_is_referenced_and_replaced_ones_are_unreferenced():
+    first = [rendition("k/1.jpg", 320), rendition("k/1.webp", 320, "webp")]
+    entries = [ready("a", "k/1.jpg", renditions=first)]
+    assert state.referenced_keys(entries) == {"k/1.jpg", "k/1.webp"}
+    reprocessing = state.reprocess(entries, 2).entries
+    assert state.referenced_keys(reprocessing) == {"k/1.jpg", "k/1.webp"}  # shown meanwhile
+    second = (rendition("k/2.jpg", 320), rendition("k/2.webp", 320, "webp"))
+    change = state.apply_outcomes(
+        reprocessing, 2, [state.Outcome("a", url="u", key="k/2.jpg", renditions=second)]
+    )
+    assert change is not None
+    assert change.unreferenced == {"k/1.jpg", "k/1.webp"}
+    assert change.entries[0]["renditions"] == [dict(r) for r in second]
+    removed = state.change_sources(change.entries, [], 3)
+    assert removed.unreferenced == {"k/2.jpg", "k/2.webp"}
+
+
+def test_a_new_output_without_renditions_drops_the_old_ones():
+    entries = [ready("a", "k/1.jpg", renditions=[rendition("k/1.webp", 320, "webp")])]
+    reprocessing = state.reprocess(entries, 2).entries
+    change = state.apply_outcomes(reprocessing, 2, [state.Outcome("a", url="u", key="k/2.jpg")])
+    assert change is not None
+    assert "renditions" not in change.entries[0]
+    assert change.unreferenced == {"k/1.jpg", "k/1.webp"}

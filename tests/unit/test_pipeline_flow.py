@@ -23,11 +23,11 @@ from catalogue.fingerprint import settings_fingerprint
 from catalogue.jobs import DeleteObjects, ImageJob, decode_job
 from compressor.claims import KeyClaims
 from compressor.cleanup import ObjectCleanup
-from compressor.compress import CompressedImage, CompressOptions
 from compressor.download import Downloaded
 from compressor.errors import JobExhausted, permanent, transient
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Compressor, Fetcher, Pipeline, job_retry_policy
+from compressor.renditions import RenderedImage, Rendition, RenditionOptions
 from compressor.results import ProductResults
 from config import Settings, load_settings
 
@@ -50,6 +50,10 @@ class Sources:
         return Downloaded(RAW, url, 0.1)
 
 
+def one_rendition(data: bytes) -> RenderedImage:
+    return RenderedImage((Rendition(data, 1, 1, "jpeg", "image/jpeg", "jpg"),), "JPEG", 1, 1)
+
+
 @dataclass
 class GatedPool:
     """Compresses only while the gate is open, like CPUs slower than the sources."""
@@ -58,10 +62,10 @@ class GatedPool:
     processes: int = 1
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
+    async def compress(self, data: bytes, options: RenditionOptions) -> RenderedImage:
         await self.gate.wait()
         self.sources.held -= 1
-        return CompressedImage(data[:10], 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+        return one_rendition(data[:10])
 
 
 @dataclass
@@ -270,12 +274,12 @@ class FailingPool:
     processes: int = 1
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def compress(self, data: object, options: CompressOptions) -> CompressedImage:
+    async def compress(self, data: object, options: RenditionOptions) -> RenderedImage:
         url = next(u for u, ref in self.sources.sources.items() if ref() is data)
         if url in self.fail:
             raise self.fail.pop(url)  # no local name: a frame holding its own exception is a cycle
         await self.gate.wait()
-        return CompressedImage(url.encode(), 1, 1, "image/jpeg", "jpg", "JPEG", 1, 1)
+        return one_rendition(url.encode())
 
 
 @pytest.fixture
@@ -614,3 +618,46 @@ async def test_a_database_step_retries_under_its_own_name_without_image_metrics(
     assert images_counted(pipeline, "failed_transient") == 0
     assert images_counted(pipeline, "failed") == 0
     assert images_counted(pipeline, "done") == 1
+
+
+@dataclass
+class LadderPool:
+    """Renders a small ladder in two formats, each output's bytes naming it."""
+
+    processes: int = 1
+
+    async def compress(self, data: bytes, options: RenditionOptions) -> RenderedImage:
+        return RenderedImage(
+            tuple(
+                Rendition(f"{fmt}{width}".encode(), width, width // 2, fmt, f"image/{fmt}", ext)
+                for fmt, ext in (("webp", "webp"), ("jpeg", "jpg"))
+                for width in (320, 640)
+            ),
+            "JPEG",
+            4000,
+            2000,
+        )
+
+
+async def test_every_rendition_is_stored_and_recorded_and_the_largest_jpeg_is_shown():
+    sources = Sources()
+    pipeline = pipeline_with(sources, LadderPool(), jobs=(JOB,))
+
+    assert await pipeline.process(JOB) == "done"
+
+    (entry,) = products_of(pipeline).entries(5)
+    stored = storage_of(pipeline).put_keys
+    assert len(stored) == len(set(stored)) == 4
+    assert sorted(r["key"] for r in entry["renditions"]) == sorted(stored)
+    assert [(r["format"], r["width"], r["height"], r["bytes"]) for r in entry["renditions"]] == [
+        ("webp", 320, 160, 7),
+        ("webp", 640, 320, 7),
+        ("jpeg", 320, 160, 7),
+        ("jpeg", 640, 320, 7),
+    ]
+    largest_jpeg = entry["renditions"][-1]
+    assert (entry["key"], entry["url"]) == (largest_jpeg["key"], largest_jpeg["url"])
+    assert all(
+        r["key"].endswith("." + ("jpg" if r["format"] == "jpeg" else "webp"))
+        for r in entry["renditions"]
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from compressor.compress import CompressedImage, CompressOptions, ImageRejected
 from compressor.pool import CompressionPool
+from compressor.renditions import RenditionOptions
 from testkit.imagegen import photo_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +55,11 @@ async def test_an_image_that_overruns_its_timeout_again_alone_is_rejected_as_too
 
 async def test_an_image_in_flight_when_a_child_is_killed_still_succeeds():
     async with CompressionPool(processes=1, max_pixels=50_000_000) as pool:
-        options = CompressOptions(max_dimension=64)
+        options = RenditionOptions(sizes=(32, 64))
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would, whatever the image
         result = await pool.compress(photo_jpeg(2000, 1500), options)
-        assert max(result.width, result.height) == 64
+        assert [max(r.width, r.height) for r in result.renditions] == [32, 64, 32, 64]
         assert pool.rebuilds == 1
         assert pool.pids() != [pid]
 

@@ -16,6 +16,7 @@ from config.settings import (
     Settings,
     SettingsError,
     env_names,
+    env_value,
     load_settings,
     read_dotenv,
     settings_fields,
@@ -47,8 +48,7 @@ def test_defaults_load_with_an_empty_environment(tmp_path: Path) -> None:
 
 def test_every_default_passes_its_own_parser() -> None:
     for f in settings_fields():
-        raw = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
-        assert f.metadata["parse"](raw) == f.default, f.metadata["env"]
+        assert f.metadata["parse"](env_value(f.default)) == f.default, f.metadata["env"]
 
 
 def test_every_setting_has_a_unique_upper_case_name_and_help() -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from compressor.compress import CompressOptions
 from compressor.endpoints import WorkerEndpoints
 from compressor.metrics import WorkerMetrics
 from compressor.pipeline import Stage
+from compressor.renditions import RenditionOptions
 from compressor.supervisor import compression_pool
 from config import load_settings
 from testkit.imagegen import photo_jpeg
@@ -90,7 +90,7 @@ async def test_pool_rebuilds_are_counted_as_a_counter(endpoints, metrics):
     async with compression_pool(settings, 1, metrics) as pool:
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGKILL)
-        await pool.compress(photo_jpeg(200, 100), CompressOptions(max_dimension=64))
+        await pool.compress(photo_jpeg(200, 100), RenditionOptions(sizes=(64,)))
         assert pool.rebuilds == 1
     _, text = await get(endpoints, "/metrics")
     assert "# TYPE worker_pool_rebuilds_total counter" in text

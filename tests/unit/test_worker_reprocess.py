@@ -27,10 +27,22 @@ def ready(fingerprint: str | None = None) -> dict[str, object]:
 def test_the_fingerprint_changes_with_every_setting_that_shapes_outputs_only():
     current = settings_fingerprint(SETTINGS)
     assert settings_fingerprint(SETTINGS) == current  # stable
-    for change in ({"image_max_dimension": 800}, {"image_quality": 60}):
-        assert settings_fingerprint(SETTINGS.replace(**change)) != current
-    assert settings_fingerprint(SETTINGS.replace(image_output_format="webp")) != current
-    assert settings_fingerprint(SETTINGS.replace(image_max_pixels=1000)) == current
+    shaping = (
+        {"image_rendition_sizes": (320, 800)},
+        {"image_output_formats": ("jpeg",)},
+        {"image_output_formats": ("webp", "jpeg")},
+        {"image_quality_jpeg": 60},
+        {"image_quality_webp": 60},
+    )
+    for change in shaping:
+        assert settings_fingerprint(SETTINGS.replace(**change)) != current, change
+    # Settings of a format not made, and limits that only refuse sources, change nothing.
+    for change in ({"image_quality_avif": 50}, {"image_avif_speed": 4}, {"image_max_pixels": 9}):
+        assert settings_fingerprint(SETTINGS.replace(**change)) == current, change
+    with_avif = SETTINGS.replace(image_output_formats=("jpeg", "avif"))
+    assert settings_fingerprint(with_avif.replace(image_avif_speed=4)) != settings_fingerprint(
+        with_avif
+    )
 
 
 def test_under_the_lock_pending_and_no_longer_matching_products_are_skipped():
