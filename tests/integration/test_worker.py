@@ -4,6 +4,7 @@ PostgreSQL and the cache; failures, retries, dead letters, crashes, S3 and the S
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -201,6 +202,38 @@ async def test_always_failing_source_is_retried_then_dead_lettered_and_replayabl
         return body["processing_status"] == "done"
 
     await wait_for(done, timeout_s=90, interval_s=0.2)
+
+
+async def test_an_image_url_redirects_to_the_rendition_the_browser_can_show(
+    api, user, images, worker_factory, settings
+):
+    worker_factory()
+    product_id = await create_product(api, user, [images.url("/photo.jpg")])
+    product = await finished_product(api, product_id)
+    by_format = {(r["format"], r["width"]): r for r in product["images"][0]["renditions"]}
+    chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+    for accept, w, expected in [
+        (chrome, "300", ("webp", 800)),  # the smallest at least 300 wide, in WebP
+        (chrome, "100", ("webp", 200)),
+        ("image/jpeg", "300", ("jpeg", 800)),
+        ("image/webp;q=0, */*", "100", ("jpeg", 200)),
+    ]:
+        response = await api.get(
+            f"/products/{product_id}/images/0",
+            params={"w": w},
+            headers={"Accept": accept},
+            allow_redirects=False,
+        )
+        assert response.status == 302, await response.text()
+        assert response.headers["Vary"] == "Accept"
+        location = response.headers["Location"]
+        assert location == by_format[expected]["url"], (accept, w)
+        # The API serves what the redirect names: the worker's stored rendition.
+        served = await api.get("/images/" + location.split("/images/", 1)[1])
+        assert served.status == 200
+        with Image.open(io.BytesIO(await served.read())) as image:
+            assert image.format == expected[0].upper()
+            assert image.width == expected[1]
 
 
 async def test_killed_worker_job_is_completed_once_by_the_next_worker(
