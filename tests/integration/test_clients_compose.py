@@ -6,7 +6,6 @@ socket that does not exist."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES = {"postgres", "redis", "kafka", "minio", "minio-init", "migrate", "api", "workers"}
 APP_SERVICES = ("migrate", "api", "workers")
-# Debian bookworm's docker-compose 1.29.2 predates the Compose spec's top-level `name`, and
-# refuses the whole file for it (test_compose_config_validates_the_file).
-TOP_LEVEL_NAME = re.compile(r"^name:.*\n", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -58,40 +54,16 @@ def compose_config(
     )
 
 
-def without_top_level_name(tmp_path: Path) -> Path:
-    """The compose file minus its top-level `name`, the one key 1.29.2 does not know, so the
-    rest of the file can be checked by the tool while test_compose_config_validates_the_file
-    shows that key refused."""
-    path = tmp_path / "docker-compose.yml"
-    path.write_text(TOP_LEVEL_NAME.sub("", COMPOSE_FILE.read_text()))
-    return path
-
-
-class TopLevelNameRefused(AssertionError):
-    """The one refusal known today; any other makes the validation test fail outright."""
-
-
-@pytest.mark.xfail(
-    raises=TopLevelNameRefused,
-    strict=True,
-    reason="docker-compose.yml's top-level `name: product-catalogue` is refused by Debian's "
-    "docker-compose 1.29.2 ('name' does not match any of the regexes: '^x-'): the file "
-    "validates only with Compose v2",
-)
 def test_compose_config_validates_the_file(docker_compose, engineless_env):
+    """Debian bookworm's docker-compose 1.29.2 predates the Compose spec's top-level `name` and
+    refused the whole file for it, until the file dropped it."""
     result = compose_config(docker_compose, COMPOSE_FILE, engineless_env, check=False)
-    refusal = result.stderr.decode(errors="replace")
-    if result.returncode != 0 and "'name' does not match any of the regexes" in refusal:
-        raise TopLevelNameRefused(refusal)
-    assert result.returncode == 0, refusal
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert set(yaml.safe_load(result.stdout)["services"]) == SERVICES
 
 
-def test_compose_config_resolves_services_environment_and_build(
-    docker_compose, engineless_env, tmp_path
-):
-    compose_file = without_top_level_name(tmp_path)
-    resolved = yaml.safe_load(compose_config(docker_compose, compose_file, engineless_env).stdout)
+def test_compose_config_resolves_services_environment_and_build(docker_compose, engineless_env):
+    resolved = yaml.safe_load(compose_config(docker_compose, COMPOSE_FILE, engineless_env).stdout)
     services = resolved["services"]
     assert set(services) == SERVICES
     assert set(resolved["volumes"]) == {"postgres-data", "minio-data"}
@@ -128,12 +100,11 @@ def test_compose_config_resolves_services_environment_and_build(
         assert services[name]["healthcheck"]["test"], name
 
 
-def test_compose_config_interpolates_the_avx2_switch(docker_compose, engineless_env, tmp_path):
+def test_compose_config_interpolates_the_avx2_switch(docker_compose, engineless_env):
     """`PILLOW_SIMD_AVX2=0 docker compose up --build`, as the file's header says, reaches the
     build of every app service."""
-    compose_file = without_top_level_name(tmp_path)
     env = {**engineless_env, "PILLOW_SIMD_AVX2": "0"}
-    services = yaml.safe_load(compose_config(docker_compose, compose_file, env).stdout)["services"]
+    services = yaml.safe_load(compose_config(docker_compose, COMPOSE_FILE, env).stdout)["services"]
     for name in APP_SERVICES:
         assert services[name]["build"]["args"] == {"PILLOW_SIMD_AVX2": "0"}
 
@@ -142,7 +113,7 @@ def test_compose_config_refuses_a_dependency_on_an_undefined_service(
     docker_compose, engineless_env, tmp_path
 ):
     """What parsing the file as YAML cannot see, the tool does: `config` checks references."""
-    compose = yaml.safe_load(without_top_level_name(tmp_path).read_text())
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
     compose["services"]["api"]["depends_on"]["search"] = {"condition": "service_healthy"}
     broken = tmp_path / "broken.yml"
     broken.write_text(yaml.safe_dump(compose))
