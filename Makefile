@@ -48,4 +48,4 @@ stack-down:
 	@$(STACK) down
 
 clean: stack-down
-	rm -rf .venv .stack data bench/.venv-pillow
+	rm -rf .venv .stack data bench/.venv-pillow bench/.venv-vips bench/.venv-redis
