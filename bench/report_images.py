@@ -262,6 +262,13 @@ def _format_row(fmt: str, entry: dict[str, Any], jpeg_bytes: float) -> str:
     )
 
 
+def _largest(efficiency: dict[str, Any]) -> str:
+    for entry in efficiency["formats"].values():
+        if "largest" in entry:
+            return str(entry["largest"]["size"])
+    return "largest"
+
+
 def _efficiency_lines(renditions: dict[str, Any]) -> list[str]:
     efficiency = renditions.get("efficiency")
     if not efficiency:
@@ -279,7 +286,9 @@ def _efficiency_lines(renditions: dict[str, Any]) -> list[str]:
         "",
         f"Corpus (testkit/photo_corpus.py, JPEG q92 sources): {corpus}. Every rendition of the"
         f" default ladder; {efficiency['metric']}, against the {efficiency['reference']}."
-        f" Target: JPEG q80's mean SSIM, **{efficiency['target_ssim']:.4f}**. WebP and AVIF are"
+        f" Target: JPEG q80's mean SSIM, **{efficiency['target_ssim']:.4f}** (over its"
+        f" {_largest(efficiency)} px renditions alone:"
+        f" {_num(efficiency.get('target_ssim_largest'), '{:.4f}')}). WebP and AVIF are"
         f" searched from their defaults in steps of 8, then {search}.",
         "",
         "| format | default q | mean bytes / rendition (vs JPEG) | mean SSIM | default meets JPEG"
@@ -308,31 +317,45 @@ def _efficiency_lines(renditions: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _verdict(name: str, entry: dict[str, Any], what: str) -> str:
+    """One format's default against JPEG q80 over ``what`` (every rendition, or one size)."""
+    default = entry["default_quality"]
+    lowest = entry.get("lowest_meeting")
+    exact = (
+        "" if entry.get("exact") else f" (bracketed, ≈ {_num(entry.get('interpolated'), '{:.0f}')})"
+    )
+    if lowest is None:
+        return f"- {name}, {what}: no quality measured reaches JPEG q80's SSIM."
+    if not entry.get("default_meets"):
+        return (
+            f"- {name}, {what}: the default {default} falls **short** of JPEG q80's SSIM; the"
+            f" lowest quality that reaches it is {lowest}{exact}, {_saving(entry.get('saved_share_at_equal_quality'))}"
+            " bytes against JPEG there."
+        )
+    if lowest < default:
+        return (
+            f"- {name}, {what}: the default {default} meets JPEG q80's SSIM with room; {lowest}{exact}"
+            f" is the lowest that still does ({_saving(entry.get('saved_share_at_equal_quality'))}"
+            f" bytes against JPEG, {_saving(entry.get('saved_share_at_default'))} at {default})."
+        )
+    return f"- {name}, {what}: the default {default} meets JPEG q80's SSIM."
+
+
 def _recommendation(formats: dict[str, Any]) -> list[str]:
     lines = []
     for fmt in ("webp", "avif"):
         entry = formats.get(fmt)
         if not entry:
             continue
-        default = entry["default"]["quality"]
-        lowest = entry.get("lowest_meeting")
         name = FORMAT_NAMES[fmt]
-        if lowest is None:
-            lines.append(f"- {name}: no quality measured reaches JPEG q80's SSIM.")
-        elif not entry.get("default_meets"):
-            lines.append(
-                f"- {name}: the default {default} falls short of JPEG q80's SSIM; the lowest"
-                f" quality that reaches it is {lowest}{'' if entry.get('exact') else ' (bracket)'}."
+        lines.append(
+            _verdict(
+                name, {**entry, "default_quality": entry["default"]["quality"]}, "every rendition"
             )
-        elif entry.get("exact") and lowest < default:
-            lines.append(
-                f"- {name}: the default {default} meets JPEG q80's SSIM with room; {lowest} is"
-                f" the lowest that still does, {_pct(entry.get('saved_share_at_equal_quality'))}"
-                f" smaller than JPEG against {_pct(entry.get('saved_share_at_default'))} at"
-                f" {default}."
-            )
-        else:
-            lines.append(f"- {name}: the default {default} meets JPEG q80's SSIM.")
+        )
+        largest = entry.get("largest")
+        if largest:
+            lines.append(_verdict(name, largest, f"{largest['size']} px renditions only"))
     return lines
 
 
