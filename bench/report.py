@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.report_images import measured_cell
+from bench.report_images import section as images_section
+from bench.report_images import target_rows as images_target_rows
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 COMPRESS_TARGET = 2.0  # 12 MP JPEG, project vs naive, same interpreter
@@ -455,6 +459,7 @@ def targets_section(
     throughput: dict[str, Any] | None,
     access: dict[str, Any] | None = None,
     hot_path: dict[str, Any] | None = None,
+    images: dict[str, dict[str, Any] | None] | None = None,
 ) -> list[str]:
     compress = compress or {}
     access = access or {}
@@ -570,6 +575,8 @@ def targets_section(
         measured = _num(value) + (unit if value is not None else "")
         status = _mark(value, threshold, at_most=at_most)
         lines.append(f"| {name} | {wanted} | {measured} | {status} |")
+    for name, wanted, value, status in images_target_rows(images or {}, pipeline_row=False):
+        lines.append(f"| {name} | {wanted} | {measured_cell(value)} | {status} |")
     lines.append("")
     return lines
 
@@ -577,8 +584,9 @@ def targets_section(
 def main() -> int:
     api, compress, pillow = _load("api"), _load("compress"), _load("pillow")
     pipeline, throughput, access = _load("pipeline"), _load("throughput"), _load("access")
-    hot_path = _load("hot_path")
-    loaded = (api, compress, pillow, pipeline, throughput, access, hot_path)
+    hot_path, renditions = _load("hot_path"), _load("renditions")
+    images = {"renditions": renditions, "pipeline": pipeline}
+    loaded = (api, compress, pillow, pipeline, throughput, access, hot_path, renditions)
     quick = any(d.get("quick") for d in loaded if d)
     lines = [
         "# Benchmark report",
@@ -587,7 +595,7 @@ def main() -> int:
         " measured side by side in the same run."
         + (" Quick mode (BENCH_QUICK=1)." if quick else ""),
         "",
-        *targets_section(compress, pillow, pipeline, throughput, access, hot_path),
+        *targets_section(compress, pillow, pipeline, throughput, access, hot_path, images),
         *api_section(api),
         *throughput_section(throughput),
         *access_section(access),
@@ -595,6 +603,7 @@ def main() -> int:
         *compress_section(compress),
         *pillow_section(pillow),
         *pipeline_section(pipeline),
+        *images_section(images),
     ]
     out = RESULTS / "report.md"
     out.write_text("\n".join(lines) + "\n")

@@ -65,8 +65,11 @@ def mozjpeg_verdict(renditions: dict[str, Any] | None) -> tuple[bool | None, flo
     return rate >= MOZJPEG_BYTES_PER_CPU, rate
 
 
-def target_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, str, Any, str]]:
-    """(target, wanted, measured, status) of the images' targets."""
+def target_rows(
+    results: dict[str, dict[str, Any] | None], *, pipeline_row: bool = True
+) -> list[tuple[str, str, Any, str]]:
+    """(target, wanted, measured, status) of the images' targets; without ``pipeline_row`` the
+    pipeline's, which bench/report.py's own table already has."""
     renditions, pipeline = results.get("renditions"), results.get("pipeline")
     ladder = _get(renditions, "ladder", "jpeg_ladder_over_compress", "cpu")
     vips = _get(renditions, "vips", "vips_over_ours", "jpeg", "cpu")
@@ -84,13 +87,16 @@ def target_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, st
             vips,
             _mark(vips, VIPS_JPEG_TARGET),
         ),
-        (
-            "Pipeline with the default set vs compress-only producing the same set",
-            f"≥ {PIPELINE_SET_TARGET}×",
-            ratio,
-            _mark(ratio, PIPELINE_SET_TARGET),
-        ),
     ]
+    if pipeline_row:
+        rows.append(
+            (
+                "Pipeline with the default set vs compress-only producing the same set",
+                f"≥ {PIPELINE_SET_TARGET}×",
+                ratio,
+                _mark(ratio, PIPELINE_SET_TARGET),
+            )
+        )
     formats = _get(renditions, "efficiency", "formats") or {}
     for fmt in ("webp", "avif"):
         entry = formats.get(fmt)
@@ -108,10 +114,17 @@ def target_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, st
     return rows
 
 
+def measured_cell(value: Any) -> str:
+    """A target's measured value as its table shows it: a ratio with ×, a word as it is."""
+    if value is None or isinstance(value, str):
+        return "–" if value is None else value
+    return f"{value:.2f}×"
+
+
 def targets_table(results: dict[str, dict[str, Any] | None]) -> list[str]:
     lines = ["| target | wanted | measured | status |", "|---|---|---:|---|"]
     for name, wanted, value, status in target_rows(results):
-        measured = value if isinstance(value, str) else _num(value) + ("×" if value else "")
+        measured = measured_cell(value)
         lines.append(f"| {name} | {wanted} | {measured} | {status} |")
     return [*lines, ""]
 
