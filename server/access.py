@@ -1,10 +1,11 @@
 """Who may call what, and how often: the bearer key check and the rate limits of every request.
 
-Each route declares what it needs (`Access`); this middleware, inside the observing one (so
-refusals are logged and counted like any answer), authenticates the caller, spends the caller's
-budget, and puts the RateLimit header fields on whatever the handler answers, errors included.
-With AUTH_MODE=off nothing here runs: the open contract exactly, for a gateway that
-authenticates and limits in front.
+Each route declares what it needs (`Access`); the observing middleware (server/middleware.py)
+asks the `Gate` inside its own try (so refusals are logged and counted like any answer, and a
+request pays no middleware layer of its own for access): the gate authenticates the caller,
+spends the caller's budget, and the RateLimit header fields go on whatever the handler answers,
+errors included. With AUTH_MODE=off nothing here runs: the open contract exactly, for a gateway
+that authenticates and limits in front.
 """
 
 from __future__ import annotations
@@ -96,6 +97,30 @@ class Gate:
             return caller.reads_bucket, self.reads
         return caller.writes_bucket, self.writes
 
+    def admit(self, request: web.Request) -> dict[str, str] | None:
+        """The hot path, synchronous: OPEN_ROUTE for a route that checks nothing; for a user
+        key this process verified within the last second and a budget with tokens leased, the
+        caller set on the request and its RateLimit fields (a hash-free constant-time compare,
+        a few dict lookups, one clock read); None for anything else, which `access` decides
+        in full (no key, an admin key, a key to load or refuse, a lease to refill, sign-up)."""
+        needs = self.routes.get(request.match_info.handler, Access.OPEN)
+        if needs is Access.OPEN:
+            return OPEN_ROUTE
+        header = request.headers.get("Authorization")
+        if header is None or needs is Access.SIGNUP or not header.startswith("Bearer "):
+            return None
+        now = time.monotonic()
+        caller = self.authenticator.recent(header[_BEARER:], now)
+        if caller is None:
+            return None
+        if request.method in _READ_METHODS:
+            fields = self.limiter.spend_leased_fields(caller.reads_bucket, now)
+        else:
+            fields = self.limiter.spend_leased_fields(caller.writes_bucket, now)
+        if fields is not None:
+            request[CALLER] = caller
+        return fields
+
     async def spend_address(self, request: web.Request) -> Verdict:
         bucket, rate = self.address_bucket(request)
         return self.limiter.spend_leased(bucket) or await self.limiter.take(bucket, rate)
@@ -118,37 +143,26 @@ async def _authenticate(gate: Gate, request: web.Request, token: str) -> Caller 
         raise unauthorized("the API key is not valid", invalid=True) from None
 
 
-@web.middleware
-async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The access middleware (installed unless AUTH_MODE=off).
+# What `Gate.admit` answers for a route that checks nothing: no caller, no budget, no fields.
+OPEN_ROUTE: dict[str, str] = {}
 
-    The hot path, a user key this process verified within the last second and a budget with
-    tokens leased, runs without an await of its own and allocates only its answer's header
-    values: a hash of the secret, three dict lookups, one clock read. Anything else (no key,
-    an admin key, a key to load or refuse, a lease to refill, sign-up) is `_checked`."""
-    gate = request.app[GATE]
+
+async def access(gate: Gate, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The access check of a request `Gate.admit` did not admit: the caller decided in full
+    (`_checked`), then the handler, with its budget's RateLimit fields on the answer."""
     needs = gate.routes.get(request.match_info.handler, Access.OPEN)
-    if needs is Access.OPEN:
+    decided = await _checked(gate, needs, request.headers.get("Authorization"), request)
+    if isinstance(decided, web.StreamResponse):  # refused
+        return decided
+    if decided is None:  # an admin: no budget
         return await handler(request)
-    header = request.headers.get("Authorization")
-    fields = None
-    if header is not None and needs is not Access.SIGNUP and header.startswith("Bearer "):
-        now = time.monotonic()
-        caller = gate.authenticator.recent(header[_BEARER:], now)
-        if caller is not None:
-            if request.method in _READ_METHODS:
-                fields = gate.limiter.spend_leased_fields(caller.reads_bucket, now)
-            else:
-                fields = gate.limiter.spend_leased_fields(caller.writes_bucket, now)
-            if fields is not None:
-                request[CALLER] = caller
-    if fields is None:
-        decided = await _checked(gate, needs, header, request)
-        if isinstance(decided, web.StreamResponse):  # refused
-            return decided
-        if decided is None:  # an admin: no budget
-            return await handler(request)
-        fields = decided
+    return await answer_with_fields(request, handler, decided)
+
+
+async def answer_with_fields(
+    request: web.Request, handler: Handler, fields: dict[str, str]
+) -> web.StreamResponse:
+    """The handler's answer with `fields` (the RateLimit fields) on it, errors included."""
     try:
         response = await handler(request)
     except ApiError as error:
@@ -156,7 +170,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         for name, value in fields.items():
             error.headers.setdefault(name, value)
         raise
-    response.headers.update(fields)
+    if fields:
+        response.headers.update(fields)
     return response
 
 

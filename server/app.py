@@ -18,7 +18,7 @@ from config import Settings
 from config.origins import log_sources_opened
 from db import api_keys
 from db.pool import bounded_acquire, create_pool
-from server.access import Access, Gate, Handler, access, log_open_access
+from server.access import Access, Gate, Handler, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
@@ -31,6 +31,7 @@ from server.keys import (
     GATE,
     LOCAL_CACHE,
     METRICS,
+    OBSERVER,
     PRODUCT_CHANGES,
     PRODUCT_READS,
     PRODUCT_WRITES,
@@ -40,7 +41,7 @@ from server.keys import (
 )
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
-from server.middleware import observe
+from server.middleware import RequestObserver
 from server.openapi import openapi_json
 from server.product_changes import ProductChanges
 from server.product_reads import ProductReads
@@ -104,7 +105,8 @@ async def access_control(app: web.Application) -> AsyncIterator[None]:
 
         authenticator = Authenticator(load_key, settings.admin_keys)
         limiter = RateLimiter(app[CACHE].client, share=settings.api_workers)
-        app[GATE] = Gate(settings, authenticator, limiter, app[ROUTE_ACCESS])
+        gate = app[GATE] = Gate(settings, authenticator, limiter, app[ROUTE_ACCESS])
+        app[OBSERVER].gate = gate
         app[PRODUCT_CHANGES].on_user_deleted = authenticator.forget_user
     app[ACCOUNTS] = Accounts(pool, settings, authenticator)
     yield
@@ -162,10 +164,13 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     keys_on = settings.auth_mode == "api_key"
-    middlewares = [observe, access] if keys_on else [observe]
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    metrics = ApiMetrics()
+    # One middleware, with the access check inside it when keys are on (server/middleware.py).
+    observer = RequestObserver(metrics, checks_access=keys_on)
+    app = web.Application(middlewares=[observer], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app[METRICS] = ApiMetrics()
+    app[METRICS] = metrics
+    app[OBSERVER] = observer
     log_sources_opened(log, settings)
     log_open_access(log, settings)
     app.cleanup_ctx.extend(
@@ -191,9 +196,11 @@ def create_app(settings: Settings) -> web.Application:
         route("POST", "/users/{user_id}/api-keys", users.create_key, Access.KEY)
         route("GET", "/users/{user_id}/api-keys", users.list_keys, Access.KEY)
         route("DELETE", "/users/{user_id}/api-keys/{key_id}", users.delete_key, Access.KEY)
+    # GET /products/{id} first of the routes under /products: aiohttp tries a path's candidates
+    # in registration order, each an awaited resolve, so the hot path's route comes first.
+    route("GET", "/products/{product_id}", products.get_product, Access.READ)
     route("POST", "/products", products.create_product, Access.KEY)
     route("GET", "/products", products.list_products, Access.READ)
-    route("GET", "/products/{product_id}", products.get_product, Access.READ)
     route("GET", "/products/{product_id}/images/{n}", renditions.get_product_image, Access.READ)
     route("PATCH", "/products/{product_id}", changes.patch_product, Access.KEY)
     route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)

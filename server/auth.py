@@ -79,7 +79,7 @@ class InvalidToken(Exception):
     """Unknown, revoked or malformed: the answer is 401 whichever, so keys cannot be probed."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Known:
     """What a key id named when last loaded; an id with no row is remembered too (with no
     hash), so random tokens cannot make every request a database query."""
@@ -87,6 +87,10 @@ class _Known:
     caller: Caller
     secret_hash: bytes
     loaded_at: float  # when the load that read it began: its row is at least that fresh
+    # The whole token whose secret last matched `secret_hash`, in memory only and only as long
+    # as this row is (a reload starts without one): the hot path compares a request's token with
+    # it in constant time instead of hashing the secret again, ~0.1 µs instead of ~0.9.
+    verified_token: str = ""
 
 
 KeyLoader = Callable[[str], Awaitable[asyncpg.Record | None]]
@@ -114,13 +118,27 @@ class Authenticator:
     def recent(self, token: str, now: float) -> Caller | None:
         """The hot path's question, without raising: the user caller of a well-formed key whose
         id this process verified less than KEY_CACHE_TTL_S before `now` and whose secret
-        matches; None for anything else (`remembered` then gives the full answer)."""
-        if len(token) != TOKEN_LENGTH or token[_ID_END] != "_" or not token.startswith(PREFIX):
+        matches; None for anything else (`remembered` then gives the full answer).
+
+        The token is compared in constant time with the last one that matched this row's hash
+        (the same key sent again, as every request of a client does); only a token that differs
+        from it is hashed and compared with the hash (the stored one is then replaced)."""
+        if (
+            len(token) != TOKEN_LENGTH
+            or token[_ID_END] != "_"
+            or not token.startswith(PREFIX)
+            or not token.isascii()  # compare_digest takes ASCII text only
+        ):
             return None
         known = self._known.get(token[_ID_START:_ID_END])
         if known is None or now - known.loaded_at >= KEY_CACHE_TTL_S or not known.secret_hash:
             return None
-        return known.caller if secret_matches(token[_ID_END + 1 :], known.secret_hash) else None
+        if known.verified_token and hmac.compare_digest(token, known.verified_token):
+            return known.caller
+        if secret_matches(token[_ID_END + 1 :], known.secret_hash):
+            known.verified_token = token
+            return known.caller
+        return None
 
     def remembered(self, token: str) -> Caller | None:
         """Without I/O: the caller of an admin key or of a user key verified less than

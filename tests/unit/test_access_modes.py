@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import secrets
 
-from server.access import access
 from server.app import create_app
+from server.keys import OBSERVER
 
 
 def start_up_records(caplog, settings) -> list[logging.LogRecord]:
@@ -26,7 +26,7 @@ def test_auth_mode_off_logs_a_warning_at_start_up(caplog, offline_settings):
 
 def test_auth_mode_off_checks_nothing_and_has_no_key_routes(offline_settings):
     app = create_app(offline_settings.replace(auth_mode="off"))
-    assert access not in app.middlewares
+    assert not app[OBSERVER].checks_access
     paths = {route.resource.canonical for route in app.router.routes() if route.resource}
     assert "/users" in paths
     assert not [path for path in paths if "api-keys" in path]
@@ -47,4 +47,4 @@ def test_api_keys_log_their_rules_but_not_the_admin_keys(caplog, offline_setting
     assert record.levelno == logging.INFO
     assert record.admin_keys == 1
     assert admin_key not in repr(record.__dict__)
-    assert access in create_app(settings).middlewares
+    assert create_app(settings)[OBSERVER].checks_access
