@@ -239,7 +239,9 @@ async def soak(options: Options, interrupted: asyncio.Event) -> dict[str, Any]:
             ]
             for client in clients:
                 await client.sign_up()
-            record.started = time.monotonic()  # the schedules count from here
+            # The schedules count from here; the sign-ups are set-up, not load.
+            record.started = time.monotonic()
+            record.attempts.clear()
             say(f"load and faults for {options.duration_s:g} s ({len(faults)} faults planned)")
             tasks = [
                 asyncio.create_task(injector.play(faults, stop)),

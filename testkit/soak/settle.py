@@ -28,10 +28,9 @@ from testkit.loadgen import bearer
 from testkit.soak.invariants import Letter, Served
 from testkit.soak.processes import ROOT
 
-PENDING_SQL = """SELECT count(*) FROM products
-                  WHERE processing_status = 'pending'
-                     OR EXISTS (SELECT 1 FROM jsonb_array_elements(images) AS e
-                                 WHERE e ->> 'status' = 'pending')"""
+PENDING = """(processing_status = 'pending'
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(images) AS e
+                           WHERE e ->> 'status' = 'pending'))"""
 
 
 @dataclass
@@ -44,6 +43,9 @@ class Idle:
     bootstrap_servers: str
     topic: str
     group_id: str
+    # Only these products, and the outbox rows of `topic` (a database other tests share);
+    # None: the whole database (the soak's own).
+    product_ids: Sequence[int] | None = None
     last: dict[str, Any] = field(default_factory=dict)
 
     async def _lag(
@@ -59,6 +61,18 @@ class Idle:
             lag += end[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
         return {tp.partition: end[tp] for tp in tps}, lag
 
+    async def _database(self, conn: asyncpg.Connection) -> tuple[int, int]:
+        if self.product_ids is None:
+            outbox = await conn.fetchval("SELECT count(*) FROM outbox")
+            pending = await conn.fetchval(f"SELECT count(*) FROM products WHERE {PENDING}")
+            return outbox, pending
+        outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = $1", self.topic)
+        pending = await conn.fetchval(
+            f"SELECT count(*) FROM products WHERE id = ANY($1::bigint[]) AND {PENDING}",
+            sorted(self.product_ids),
+        )
+        return outbox, pending
+
     async def wait(self, timeout_s: float) -> float:
         """Seconds it took; TimeoutError (with the last readings) at the deadline."""
         started = time.monotonic()
@@ -72,8 +86,7 @@ class Idle:
         try:
             while True:
                 end, lag = await self._lag(admin, consumer)
-                outbox = await conn.fetchval("SELECT count(*) FROM outbox")
-                pending = await conn.fetchval(PENDING_SQL)
+                outbox, pending = await self._database(conn)
                 end_after, lag_after = await self._lag(admin, consumer)
                 self.last = {"lag": lag_after, "outbox": outbox, "pending": pending}
                 if (lag, lag_after, outbox, pending) == (0, 0, 0, 0) and end == end_after:
