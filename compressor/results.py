@@ -92,12 +92,15 @@ class ProductResults:
         retry_policy: RetryPolicy,
         cache_ttl_s: int,
         jobs_topic: str,
+        owe: Callable[[int], None] = lambda _product_id: None,
     ) -> None:
         self.db = db
         self.cache = cache
         self.retry_policy = retry_policy
         self.cache_ttl_s = cache_ttl_s
         self.jobs_topic = jobs_topic
+        # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
+        self.owe = owe
 
     async def awaiting(self, job: ImageJob) -> tuple[str, ...] | None:
         """The job's sources whose entries still wait for it (pending at its revision); None if
@@ -167,8 +170,8 @@ class ProductResults:
 
         Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
         cached for its whole TTL. If Redis stays unreachable, the database holds the result and
-        the job is done all the same; what is left is a cached copy that may be stale until it
-        expires, and that is logged."""
+        the job is done all the same; the product is owed to the cache and written again once
+        Redis answers (catalogue/cache_repair.py)."""
         version, body = row["version"], render_product(row)
         try:
             await retry(
@@ -184,6 +187,6 @@ class ProductResults:
                     "product_id": product_id,
                     "attempts": exhausted.attempts,
                     "error": repr(exhausted.last),
-                    "stale_for_at_most_s": self.cache_ttl_s,
                 },
             )
+            self.owe(product_id)
