@@ -104,12 +104,21 @@ class ProductResults:
 
     async def awaiting(self, job: ImageJob) -> tuple[str, ...] | None:
         """The job's sources whose entries still wait for it (pending at its revision); None if
-        there is no such product."""
+        there is no such product.
+
+        A job with nothing left to land on refreshes the product's cached copy first: it may be
+        the redelivery of a job whose write landed but whose cache refresh never ran (its
+        worker killed, or its partition revoked, between the two), and the cache would hold
+        the state from before the write until its TTL (found by the soak). Only an older
+        version is replaced, so this is harmless when the refresh did run."""
         entries = await products.image_entries(self.db, job.product_id)
         if entries is None:
             return None
         waiting = set(image_state.awaiting(entries, job.revision))
-        return tuple(s for s in dict.fromkeys(job.image_urls) if s in waiting)
+        sources = tuple(s for s in dict.fromkeys(job.image_urls) if s in waiting)
+        if not sources and (row := await products.get_product(self.db, job.product_id)):
+            await self._refresh_cache(job.product_id, row)
+        return sources
 
     async def record(self, job: ImageJob, results: Sequence[ImageResult]) -> Recorded:
         """Lands the job's outcomes (one transaction), then refreshes the cache."""
