@@ -3,7 +3,7 @@ and faults keeps every invariant, and its report says so with the figures it pro
 
 75 s of load by default (SOAK_TEST_DURATION), with seed 28 (SOAK_TEST_SEED), whose schedule
 kills a worker, freezes Redis, kills an API process and restarts PostgreSQL in that time; the
-run takes about three minutes with start-up and the checks. CI also runs the 2-minute soak after
+run takes about 90 s with start-up and the checks. CI also runs the 2-minute soak after
 `make test` (.ci/run).
 """
 
