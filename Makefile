@@ -5,7 +5,7 @@ STACK := scripts/stack
 # The services' addresses come from the running stack, unless the caller set them.
 STACK_ENV = eval "$$($(STACK) env)";
 
-.PHONY: setup deps stack migrate run test test-unit test-integration bench lint stack-down clean
+.PHONY: setup deps stack migrate run test test-unit test-integration bench lint stack-down clean soak
 
 setup: deps stack migrate
 
@@ -31,6 +31,10 @@ test-unit: deps
 test-integration: setup
 	@scripts/apt-install kcat awscli docker-compose  # tests/integration/test_clients_*.py
 	@$(STACK_ENV) $(PY) -m pytest tests/integration
+
+# The chaos soak (scripts/soak): SOAK_ARGS="--duration 2m --seed 7 --report soak.json".
+soak: setup
+	@$(STACK_ENV) scripts/soak $(SOAK_ARGS)
 
 bench: setup
 	@scripts/apt-install wrk libjpeg-turbo-progs

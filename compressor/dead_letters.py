@@ -1,9 +1,11 @@
 """Sending a job that cannot finish to the dead-letter topic, then marking the entries it left
 pending failed (those still pending at its revision: a product changed since keeps its state).
 
-Until the dead letter is stored, the job is not finished: a Kafka that is down is waited out,
-and a shutdown abandons the job uncommitted, so it is redelivered rather than lost. Only a dead
-letter Kafka will never accept is given up, and then logged whole. The format of a dead letter,
+Until the dead letter is stored and its entries are marked, the job is not finished: a Kafka
+or a PostgreSQL that is down is waited out, and a shutdown abandons the job uncommitted, so it is
+redelivered rather than lost. Only a dead letter Kafka will never accept is given up, and then
+logged whole. (A job often dead-letters *because* PostgreSQL is down, so giving up the marking
+then left its entries pending for good: the soak found such products once idle.) The format of a dead letter,
 and reading them back, is compressor.dlq's.
 """
 
@@ -13,6 +15,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 
@@ -30,6 +33,17 @@ log = logging.getLogger("compressor")
 _REFUSED = (MessageSizeTooLargeError, TopicAuthorizationFailedError)
 PUBLISH_RETRY = RetryPolicy(base_s=1.0, cap_s=10.0)  # no bound: see the module's docstring
 PUBLISH_TIMEOUT_S = 30.0
+# What a PostgreSQL that is down, restarting or overloaded raises: waited out when marking.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+)
 
 
 class FailedProducts(Protocol):
@@ -121,9 +135,16 @@ class DeadLetters:
 
     async def _mark_failed(self, job: ImageJob, reason: str) -> None:
         try:
-            await self.products.mark_failed(job, reason)
+            await retry(
+                lambda: self.products.mark_failed(job, reason),
+                self.retry_policy,
+                what="job.mark_failed",
+                retry_on=DATABASE_DOWN,
+                log_extra={"product_id": job.product_id},
+            )
         except Exception as exc:
-            # The dead letter holds the job; its entries stay pending until it is replayed.
+            # A bug, not an outage: the dead letter holds the job; its entries stay pending
+            # until it is replayed.
             log.error(
                 "job.mark_failed_error", extra={"product_id": job.product_id, "error": repr(exc)}
             )

@@ -104,21 +104,33 @@ class ProductResults:
         retry_policy: RetryPolicy,
         cache_ttl_s: int,
         jobs_topic: str,
+        owe: Callable[[int], None] = lambda _product_id: None,
     ) -> None:
         self.db = db
         self.cache = cache
         self.retry_policy = retry_policy
         self.cache_ttl_s = cache_ttl_s
         self.jobs_topic = jobs_topic
+        # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
+        self.owe = owe
 
     async def awaiting(self, job: ImageJob) -> tuple[str, ...] | None:
         """The job's sources whose entries still wait for it (pending at its revision); None if
-        there is no such product."""
+        there is no such product.
+
+        A job with nothing left to land on refreshes the product's cached copy first: it may be
+        the redelivery of a job whose write landed but whose cache refresh never ran (its
+        worker killed, or its partition revoked, between the two), and the cache would hold
+        the state from before the write until its TTL (found by the soak). Only an older
+        version is replaced, so this is harmless when the refresh did run."""
         entries = await products.image_entries(self.db, job.product_id)
         if entries is None:
             return None
         waiting = set(image_state.awaiting(entries, job.revision))
-        return tuple(s for s in dict.fromkeys(job.image_urls) if s in waiting)
+        sources = tuple(s for s in dict.fromkeys(job.image_urls) if s in waiting)
+        if not sources and (row := await products.get_product(self.db, job.product_id)):
+            await self._refresh_cache(job.product_id, row)
+        return sources
 
     async def record(self, job: ImageJob, results: Sequence[ImageResult]) -> Recorded:
         """Lands the job's outcomes (one transaction), then refreshes the cache."""
@@ -179,8 +191,8 @@ class ProductResults:
 
         Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
         cached for its whole TTL. If Redis stays unreachable, the database holds the result and
-        the job is done all the same; what is left is a cached copy that may be stale until it
-        expires, and that is logged."""
+        the job is done all the same; the product is owed to the cache and written again once
+        Redis answers (catalogue/cache_repair.py)."""
         version, body = row["version"], render_product(row)
         try:
             await retry(
@@ -196,6 +208,6 @@ class ProductResults:
                     "product_id": product_id,
                     "attempts": exhausted.attempts,
                     "error": repr(exhausted.last),
-                    "stale_for_at_most_s": self.cache_ttl_s,
                 },
             )
+            self.owe(product_id)

@@ -26,6 +26,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from catalogue import cache as product_cache
+from catalogue.cache_repair import CacheRepairs
+from catalogue.product_json import render_product
 from catalogue.retry import RetryPolicy, retry
 from catalogue.topics import ensure_job_topics
 from compressor.claims import KeyClaims
@@ -42,6 +44,7 @@ from compressor.pool import CompressionPool, RenderPool
 from compressor.results import ProductResults
 from compressor.storage import Storage, create_storage
 from config import Settings
+from db import products
 from db.pool import create_pool
 
 log = logging.getLogger("compressor")
@@ -122,12 +125,20 @@ class Supervisor:
             ttl_s=settings.cache_ttl_seconds,
             negative_ttl_s=settings.cache_negative_ttl_seconds,
         )
+
+        async def load(product_id: int) -> tuple[int, bytes] | None:
+            async with db.acquire() as conn:
+                row = await products.get_product(conn, product_id)
+            return None if row is None else (row["version"], render_product(row))
+
+        repairs = await enter(CacheRepairs(cache, load))
         results = ProductResults(
             db,
             cache,
             retry_policy=job_retry_policy(settings),
             cache_ttl_s=settings.cache_ttl_seconds,
             jobs_topic=settings.kafka_jobs_topic,
+            owe=repairs.owe,
         )
         pipeline = Pipeline(
             settings=settings,

@@ -14,10 +14,13 @@ import asyncpg
 from aiohttp import web
 
 from catalogue import cache as product_cache
+from catalogue.cache_repair import CacheRepairs
+from catalogue.product_json import render_product
 from config import Settings
 from config.origins import log_sources_opened
 from db import api_keys
 from db.pool import bounded_acquire, create_pool
+from db.products import get_product
 from server.access import Access, Gate, Handler, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
@@ -84,12 +87,20 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
 
 
 async def product_services(app: web.Application) -> AsyncIterator[None]:
-    """The product read and write paths, over the pool and both cache tiers; nothing to close."""
-    settings, cache = app[SETTINGS], app[CACHE]
-    app[PRODUCT_READS] = ProductReads(app[DB], settings, cache, app[LOCAL_CACHE])
-    app[PRODUCT_WRITES] = ProductWrites(app[DB], settings, cache)
-    app[PRODUCT_CHANGES] = ProductChanges(app[DB], settings, cache)
-    yield
+    """The product read and write paths, over the pool and both cache tiers, and the repair of
+    the cached values a write could not refresh."""
+    settings, cache, pool = app[SETTINGS], app[CACHE], app[DB]
+
+    async def load(product_id: int) -> tuple[int, bytes] | None:
+        async with bounded_acquire(pool, settings) as conn:
+            row = await get_product(conn, product_id)
+        return None if row is None else (row["version"], render_product(row))
+
+    app[PRODUCT_READS] = ProductReads(pool, settings, cache, app[LOCAL_CACHE])
+    app[PRODUCT_WRITES] = ProductWrites(pool, settings, cache)
+    async with CacheRepairs(cache, load) as repairs:
+        app[PRODUCT_CHANGES] = ProductChanges(pool, settings, cache, owe=repairs.owe)
+        yield
 
 
 async def access_control(app: web.Application) -> AsyncIterator[None]:

@@ -94,7 +94,14 @@ class _Known:
 
 
 KeyLoader = Callable[[str], Awaitable[asyncpg.Record | None]]
-_UNAVAILABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: a pooled connection PostgreSQL terminated while idle (server/middleware.py).
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 
 class Authenticator:

@@ -22,12 +22,16 @@ from server.metrics import ApiMetrics
 log = logging.getLogger("server.access")
 
 # What a dead, restarting or overloaded PostgreSQL raises: the pool's acquire timeout, a refused or
-# broken connection, a statement cancelled by statement_timeout, or too many clients.
+# broken connection, a statement cancelled by statement_timeout, or too many clients. A pooled
+# connection that PostgreSQL terminated while it was idle (a shutdown: "terminating connection due
+# to administrator command") raises InternalClientError ("cannot switch to state …; another
+# operation … is in progress") on its next use, which the soak saw as 500s during a restart.
 DATABASE_UNAVAILABLE = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.QueryCanceledError,
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,

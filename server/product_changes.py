@@ -49,10 +49,13 @@ class ProductChanges:
         settings: Settings,
         cache: ProductCache,
         on_user_deleted: Callable[[int], None] = lambda _user_id: None,
+        owe: Callable[[int], None] = lambda _product_id: None,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.cache = cache
+        # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
+        self.owe = owe
         # The key verifier forgets the user's keys (server/auth.py): refused here at once.
         self.on_user_deleted = on_user_deleted
 
@@ -137,7 +140,8 @@ class ProductChanges:
 
     async def _publish(self, product_id: int, version: int, body: bytes) -> None:
         """The new representation into the cache, retried briefly: the database has it, and
-        an old value left in Redis would be served until it expires (logged if so)."""
+        an old value left in Redis would be served; if Redis stays away, the product is owed
+        and written again once it answers."""
         try:
             await retry(
                 lambda: self.cache.put_fresh_or_raise(product_id, version, body),
@@ -149,12 +153,9 @@ class ProductChanges:
         except RetriesExhausted as exhausted:
             log.error(
                 "cache.write_failed",
-                extra={
-                    "product_id": product_id,
-                    "error": repr(exhausted.last),
-                    "stale_for_at_most_s": self.settings.cache_ttl_seconds,
-                },
+                extra={"product_id": product_id, "error": repr(exhausted.last)},
             )
+            self.owe(product_id)
 
     async def reprocess(self, product_id: int, *, owner: int | None) -> bytes:
         """Queues the product's images for processing again with the current image settings

@@ -9,8 +9,11 @@ import io
 
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from asyncpg import InternalClientError
 
 from server.app import create_app
+from server.middleware import _error_answer
 
 GOOD = {
     "user_id": "1",
@@ -215,3 +218,12 @@ async def test_a_cursor_the_api_did_not_write_is_a_400(client, cursor):
 
 async def test_an_id_above_bigint_is_a_400(client):
     await expect_error(await client.get("/products/9223372036854775808"), 400, "product_id")
+
+
+def test_a_pooled_connection_postgresql_terminated_while_idle_is_a_503_not_a_500():
+    """What a PostgreSQL shutting down leaves in the pool (found by the soak: 500s during a
+    restart): the terminated connection's next statement raises asyncpg's InternalClientError."""
+    error = InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    response = _error_answer(error, make_mocked_request("GET", "/products/1"), "request-1")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"

@@ -151,3 +151,37 @@ async def test_a_dead_letter_of_an_older_revision_leaves_the_newer_state_alone()
     assert products.entries(7)[0]["status"] == "pending"
     assert products.rows[7]["version"] == 1
     assert cache.calls == 0
+
+
+@dataclass
+class DownProducts(Products):
+    """A PostgreSQL that refuses the first `outage` markings."""
+
+    outage: int = 3
+    tries: int = 0
+
+    async def mark_failed(self, job: ImageJob, reason: str) -> None:
+        self.tries += 1
+        if self.tries <= self.outage:
+            raise ConnectionRefusedError(111, "Connection refused")
+        await super().mark_failed(job, reason)
+
+
+async def test_a_dead_letter_waits_out_a_postgresql_that_is_down_to_mark_its_entries_failed():
+    """Found by the soak: a job dead-lettered because PostgreSQL was down could not mark its
+    entries either, and they stayed pending for good once PostgreSQL was back."""
+    products = DownProducts()
+    dead_letters = DeadLetters(
+        cast(AIOKafkaProducer, Producer([])),
+        products,
+        WorkerMetrics(),
+        topic="jobs.dlq",
+        group_id="group",
+        retry_policy=RetryPolicy(base_s=0.0, cap_s=0.0),
+    )
+    exhausted = JobExhausted(transient("ConnectionRefusedError", "refused"), 4)
+
+    await dead_letters.send(MESSAGE, exhausted, attempts=4, job=JOB)
+
+    assert products.tries == 4
+    assert products.failed == [7]
