@@ -126,7 +126,7 @@ def system_env(base: dict[str, str], run: str, folder: Path, api_port: int) -> d
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
         "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
-        "IMAGE_MAX_DIMENSION": "320",
+        "IMAGE_RENDITION_SIZES": "160,320",
         "IMAGE_RETRY_BASE_SECONDS": "0.5",
         "IMAGE_MAX_ATTEMPTS": "4",
         "IMAGE_DOWNLOAD_TIMEOUT_SECONDS": "5",

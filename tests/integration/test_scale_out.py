@@ -55,7 +55,7 @@ def settings(base_settings, tmp_path, images):
         worker_group_id=f"scale-out-{suffix}",
         image_storage_url=str(tmp_path / "images"),
         image_allowed_source_origins=images.base_url,
-        image_max_dimension=120,
+        image_rendition_sizes=(120,),
         storage_gc_interval_seconds=0.0,
         worker_shutdown_timeout_seconds=20.0,
     )
