@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from catalogue import cache as product_cache
+from catalogue import image_state
 from catalogue.jobs import ImageJob, PoisonJob, decode_job
 from catalogue.product_json import render_product
 from db.products import COLUMNS
@@ -166,9 +167,8 @@ def stored_keys(storage: Path) -> set[str]:
 
 
 def referenced_keys(rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    return {
-        e["key"] for row in rows for e in orjson.loads(row["images"]) if e.get("key") is not None
-    }
+    """Every output's keys: each entry's own and its renditions' (catalogue.image_state)."""
+    return {key for row in rows for key in image_state.referenced_keys(orjson.loads(row["images"]))}
 
 
 async def redis_served(redis_url: str, ids: Sequence[int]) -> Served:
