@@ -37,20 +37,31 @@ DATABASE = "catalogue_bench"
 
 @functools.cache
 def bench_database_url(stack_postgres_url: str) -> str:
-    """Creates the benchmark database when missing, migrates it and empties it, once per run, so
-    rows left by earlier runs (the create scenario adds thousands) never skew the next one."""
-    admin_url = stack_postgres_url
-    url = admin_url.rsplit("/", 1)[0] + f"/{DATABASE}"
+    """The shared benchmark database, made fresh once per run (`fresh_database`), so rows left
+    by earlier runs (the create scenario adds thousands) never skew the next one."""
+    return fresh_database(stack_postgres_url, DATABASE)
+
+
+def fresh_database(stack_postgres_url: str, name: str) -> str:
+    """Database `name` on the stack's server, created when missing, migrated and emptied; its
+    URL. A benchmark whose rows must not mix with the others' passes a name of its own."""
+    url = stack_postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
     async def ensure() -> None:
-        admin = await asyncpg.connect(admin_url)
+        admin = await asyncpg.connect(stack_postgres_url)
         try:
-            exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
-            if not exists:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
                 with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+                    await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
+
+    async def empty() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
 
     asyncio.run(ensure())
     subprocess.run(
@@ -60,14 +71,6 @@ def bench_database_url(stack_postgres_url: str) -> str:
         check=True,
         timeout=120,
     )
-
-    async def empty() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
-        finally:
-            await conn.close()
-
     asyncio.run(empty())
     return url
 

@@ -20,15 +20,14 @@ Readiness: the fixed route answers 200. It stops on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
-import uvloop
 from aiohttp import web
 
+from bench.reference_server import serve
 from db.products import COLUMNS
 
 JSON = "application/json"
@@ -108,18 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         body = fixed_body(args.body_bytes)
     except ValueError as exc:
         parser.error(str(exc))
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    app = make_app(body, args.postgres_url or None)
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=None,
-        loop=loop,
-        shutdown_timeout=5,
-    )
+    serve(make_app(body, args.postgres_url or None), args.host, args.port)
     return 0
 
 

@@ -25,7 +25,6 @@ Readiness: /about answers 200 (for a client, after a first GET went through). St
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvloop
 from aiohttp import web
+
+from bench.reference_server import serve
 
 # bench/.venv-redis's packages: aiohttp, uvloop and orjson as requirements.txt pins them (the
 # framework under the clients must be the product's), then the candidates.
@@ -283,18 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-prefix", default=DEFAULT_KEY_PREFIX)
     parser.add_argument("--body-bytes", type=int, default=DEFAULT_BODY_BYTES)
     args = parser.parse_args(argv)
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
     app = make_app(BY_NAME[args.candidate], args.redis_url, args.key_prefix, args.body_bytes)
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=None,
-        loop=loop,
-        shutdown_timeout=5,
-    )
+    serve(app, args.host, args.port)
     return 0
 
 

@@ -56,7 +56,7 @@ import asyncpg
 import pytest
 import redis
 
-from bench.api_process import ApiClient, bench_env, running_api
+from bench.api_process import ApiClient, bench_env, fresh_database, running_api
 from bench.conftest import QUICK, ROOT, free_port, write_result
 from bench.proc_cpu import cpu_seconds
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
@@ -213,38 +213,6 @@ def _descendants(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _own_database(stack_postgres_url: str) -> str:
-    """DATABASE, created when missing, migrated and emptied; its URL."""
-    url = stack_postgres_url.rsplit("/", 1)[0] + f"/{DATABASE}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(stack_postgres_url)
-        try:
-            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await admin.close()
-
-    async def empty() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    subprocess.run(
-        [sys.executable, "-m", "db", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, "POSTGRES_URL": url, "LOG_LEVEL": "warning"},
-        check=True,
-        timeout=120,
-    )
-    asyncio.run(empty())
-    return url
-
-
 def _copy_rows(postgres_url: str, source_id: int, count: int) -> list[int]:
     """`count` copies of product `source_id` (every column but the id): rows of the same size
     and shape for the miss path, made in one statement."""
@@ -314,7 +282,7 @@ def _checked(client: ApiClient, product_id: int, expected: set[str]) -> bytes:
 @pytest.fixture(scope="module")
 def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
     images = str(tmp_path_factory.mktemp("images"))
-    database = _own_database(stack_env["POSTGRES_URL"])
+    database = fresh_database(stack_env["POSTGRES_URL"], DATABASE)
 
     def env(local_items: int) -> dict[str, str]:
         return bench_env(

@@ -37,8 +37,6 @@ import json
 import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -54,7 +52,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench.conftest import QUICK, ROOT, free_port, write_result
+from bench.api_process import fresh_database
+from bench.conftest import QUICK, free_port, write_result
 from compressor.compress import init_worker
 from compressor.pipeline import rendition_options
 from compressor.renditions import RenditionOptions, render
@@ -193,7 +192,7 @@ def settings(stack_env, tmp_path_factory) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     env = {
         **stack_env,
-        "POSTGRES_URL": pipeline_database_url(stack_env["POSTGRES_URL"]),
+        "POSTGRES_URL": fresh_database(stack_env["POSTGRES_URL"], DATABASE),
         "REDIS_URL": stack_env["REDIS_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}",
         "KAFKA_JOBS_TOPIC": f"bench-pipeline-{suffix}",
         "KAFKA_DLQ_TOPIC": f"bench-pipeline-{suffix}.dlq",
@@ -210,38 +209,6 @@ def settings(stack_env, tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def photo() -> bytes:
     return photo_jpeg(4000, 3000)
-
-
-def pipeline_database_url(stack_postgres_url: str) -> str:
-    """This benchmark's database: created when missing, migrated, and emptied before the run."""
-    url = stack_postgres_url.rsplit("/", 1)[0] + f"/{DATABASE}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(stack_postgres_url)
-        try:
-            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await admin.close()
-
-    async def empty() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    subprocess.run(
-        [sys.executable, "-m", "db", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, "POSTGRES_URL": url, "LOG_LEVEL": "warning"},
-        check=True,
-        timeout=120,
-    )
-    asyncio.run(empty())
-    return url
 
 
 def describe(options: RenditionOptions) -> str:

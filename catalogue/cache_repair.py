@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Self
 
+from catalogue.background import BackgroundLoop
 from catalogue.cache import CACHE_ERRORS, NOT_FOUND, TOMBSTONE_VERSION, ProductCache
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,11 @@ Load = Callable[[int], Awaitable[tuple[int, bytes] | None]]
 REPAIR_INTERVAL_S = 1.0
 
 
-class CacheRepairs:
+class CacheRepairs(BackgroundLoop):
+    """Used as `async with CacheRepairs(...)`: repairs every interval_s until the block ends."""
+
+    task_name = "cache-repairs"
+
     def __init__(
         self, cache: ProductCache, load: Load, *, interval_s: float = REPAIR_INTERVAL_S
     ) -> None:
@@ -36,7 +40,6 @@ class CacheRepairs:
         self.load = load
         self.interval_s = interval_s
         self.owed: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
 
     def owe(self, product_id: int) -> None:
         if product_id not in self.owed:
@@ -70,13 +73,3 @@ class CacheRepairs:
             await asyncio.sleep(self.interval_s)  # the loop's period, not a wait for a race
             with contextlib.suppress(*CACHE_ERRORS):
                 await self.repair()
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self.run(), name="cache-repairs")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

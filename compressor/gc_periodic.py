@@ -11,11 +11,10 @@ logged and the next turn tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from typing import Self
 
+from catalogue.background import BackgroundLoop
 from compressor.claims import KeyClaims
 from compressor.gc import Collectable, collect_exclusively
 from compressor.metrics import WorkerMetrics
@@ -23,8 +22,10 @@ from compressor.metrics import WorkerMetrics
 log = logging.getLogger("compressor")
 
 
-class PeriodicGc:
+class PeriodicGc(BackgroundLoop):
     """Used as `async with PeriodicGc(...)`: runs its turns until the block ends."""
+
+    task_name = "storage-gc"
 
     def __init__(
         self,
@@ -42,20 +43,11 @@ class PeriodicGc:
         self.metrics = metrics
         self.interval_s = interval_s
         self.grace_s = grace_s
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        if self.interval_s > 0:
-            self._task = asyncio.create_task(self._turns(), name="storage-gc")
-        return self
+    def enabled(self) -> bool:
+        return self.interval_s > 0
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _turns(self) -> None:
+    async def run(self) -> None:
         await asyncio.sleep(random.uniform(0, self.interval_s))
         while True:
             await self.turn()

@@ -190,3 +190,17 @@ def bomb_png(pixels: int = 400_000_000) -> bytes:
         + _png_chunk(b"IDAT", b"".join(parts))
         + _png_chunk(b"IEND", b"")
     )
+
+
+def sample_images() -> dict[str, tuple[bytes, str]]:
+    """A handful of small, distinct images (name → bytes, content type): the sources the soak
+    and the random lifecycle test serve on loopback, one of each shape the pipeline cares about
+    (landscape, portrait, square without a marker, EXIF-rotated, PNG with alpha)."""
+    jpeg = "image/jpeg"
+    return {
+        "a.jpg": (photo_jpeg(320, 240), jpeg),
+        "b.jpg": (photo_jpeg(240, 320, quality=80), jpeg),
+        "c.jpg": (photo_jpeg(300, 300, marker=False), jpeg),
+        "d.jpg": (photo_jpeg(400, 260, orientation=6), jpeg),
+        "e.png": (png_with_alpha(200, 160), "image/png"),
+    }

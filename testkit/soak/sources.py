@@ -12,24 +12,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from testkit.imagegen import photo_jpeg, png_with_alpha
+from testkit.imagegen import sample_images
 from testkit.soak.schedule import SourceMode
 
 HOST = "127.0.0.1"
 SLOW_S = (1.0, 4.0)
 RANDOM_ERROR_RATE = 0.02
 VARIANTS = 40  # each image under this many URLs (?v=N): distinct sources, shared bytes
-
-
-def sample_images() -> dict[str, tuple[bytes, str]]:
-    jpeg = "image/jpeg"
-    return {
-        "a.jpg": (photo_jpeg(320, 240), jpeg),
-        "b.jpg": (photo_jpeg(240, 320, quality=80), jpeg),
-        "c.jpg": (photo_jpeg(300, 300, marker=False), jpeg),
-        "d.jpg": (photo_jpeg(400, 260, orientation=6), jpeg),
-        "e.png": (png_with_alpha(200, 160), "image/png"),
-    }
 
 
 @dataclass

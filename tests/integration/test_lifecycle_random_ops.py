@@ -50,7 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from catalogue import image_state
 from server.app import create_app
-from testkit.imagegen import photo_jpeg, png_with_alpha
+from testkit.imagegen import sample_images
 from testkit.workers import WorkerProcess, run_command
 
 from .conftest import wait_for
@@ -63,18 +63,6 @@ HOT = 6  # the newest products, which half the operations on a product pick from
 IDLE_TIMEOUT_S = 75.0
 
 # -- the sample images, served on loopback ----------------------------------------------------
-
-
-def sample_images() -> dict[str, tuple[bytes, str]]:
-    """A handful of small, distinct images (name → bytes, content type)."""
-    jpeg = "image/jpeg"
-    return {
-        "a.jpg": (photo_jpeg(320, 240), jpeg),
-        "b.jpg": (photo_jpeg(240, 320, quality=80), jpeg),
-        "c.jpg": (photo_jpeg(300, 300, marker=False), jpeg),
-        "d.jpg": (photo_jpeg(400, 260, orientation=6), jpeg),
-        "e.png": (png_with_alpha(200, 160), "image/png"),
-    }
 
 
 @dataclass
