@@ -22,6 +22,10 @@ import orjson
 from db.outbox import OutboxMessage
 from db.pool import Connection, Executor
 
+# Every committed insert, update or delete of a row notifies this channel with the product id
+# (a trigger: db/migrations/0007_product_change_notify.sql).
+CHANGES_CHANNEL = "product_changes"
+
 COLUMNS = (
     "id, user_id, product_name, product_description, product_price, images::text AS images, "
     "images_revision, version, created_at, updated_at"

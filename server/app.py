@@ -25,6 +25,7 @@ from server.access import Access, Gate, Handler, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
+from server.change_feed import listen_for_product_changes
 from server.handlers import changes, health, images, products, renditions, users
 from server.invalidation import listen_for_invalidations
 from server.keys import (
@@ -42,7 +43,7 @@ from server.keys import (
     ROUTE_ACCESS,
     SETTINGS,
 )
-from server.local_cache import LocalCache
+from server.local_cache import POSTGRES, REDIS, LocalCache
 from server.metrics import ApiMetrics
 from server.middleware import RequestObserver
 from server.openapi import openapi_json
@@ -79,11 +80,17 @@ async def redis_cache(app: web.Application) -> AsyncIterator[None]:
 async def local_cache(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     local = app[LOCAL_CACHE] = LocalCache(
-        ttl_s=settings.local_cache_ttl_seconds, max_items=settings.local_cache_max_items
+        ttl_s=settings.local_cache_ttl_seconds,
+        max_items=settings.local_cache_max_items,
+        feeds=(REDIS, POSTGRES),
     )
-    task = _supervised(listen_for_invalidations(settings.redis_url, local), "cache-invalidations")
+    tasks = [
+        _supervised(listen_for_invalidations(settings.redis_url, local), "cache-invalidations"),
+        _supervised(listen_for_product_changes(settings.postgres_url, local), "product-changes"),
+    ]
     yield
-    await _cancel(task)
+    for task in tasks:
+        await _cancel(task)
 
 
 async def product_services(app: web.Application) -> AsyncIterator[None]:

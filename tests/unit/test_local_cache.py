@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from server.local_cache import LocalCache
+from server.local_cache import POSTGRES, REDIS, LocalCache
 
 
 def enabled(ttl_s: float = 60, max_items: int = 100) -> LocalCache:
@@ -68,3 +68,33 @@ def test_zero_items_turns_it_off():
     cache = enabled(max_items=0)
     cache.put(1, b"one", cache.epoch)
     assert cache.get(1) is None
+
+
+def test_with_two_feeds_it_is_on_only_while_both_are_subscribed():
+    cache = LocalCache(ttl_s=60, max_items=10, feeds=(REDIS, POSTGRES))
+    cache.enable(REDIS)
+    assert not cache.enabled
+    cache.put(1, b"x", cache.epoch)
+    assert cache.get(1) is None  # nothing is stored while one feed is missing
+    cache.enable(POSTGRES)
+    assert cache.enabled
+    cache.put(1, b"x", cache.epoch)
+    assert cache.get(1) == b"x"
+
+
+def test_losing_either_feed_drops_everything_and_getting_it_back_keeps_nothing_from_before():
+    for lost in (REDIS, POSTGRES):
+        cache = LocalCache(ttl_s=60, max_items=10, feeds=(REDIS, POSTGRES))
+        cache.enable(REDIS)
+        cache.enable(POSTGRES)
+        cache.put(1, b"x", cache.epoch)
+        cache.disable(lost)
+        assert not cache.enabled
+        assert cache.get(1) is None
+        epoch = cache.epoch
+        cache.put(1, b"x", epoch)
+        cache.enable(lost)
+        assert cache.enabled
+        assert cache.epoch > epoch
+        cache.put(1, b"old", epoch)  # read before the feed came back: refused
+        assert cache.get(1) is None
