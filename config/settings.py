@@ -107,7 +107,8 @@ class Settings:
         "LOCAL_CACHE_TTL_SECONDS",
         30.0,
         parse.float_between(0, 3600),
-        "Lifetime of products kept in each API process (kept coherent by Redis pub/sub).",
+        "Lifetime of products kept in each API process (kept coherent by Redis pub/sub and "
+        "PostgreSQL notifications).",
     )
     local_cache_max_items: int = _env_field(
         "LOCAL_CACHE_MAX_ITEMS",
