@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import time
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import AddrInfoType, SocketFactoryType
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from compressor.errors import http_status_failure, permanent
-from compressor.sniff import SNIFF_BYTES, sniff_image_type
-from compressor.ssrf import (
+from catalogue.guarded_net import BlockedAddress, GuardedResolver, guarded_socket_factory
+from catalogue.ssrf import (
     AddressPolicy,
     Origin,
-    blocked_endpoint_reason,
-    blocked_reason,
     check_url_scheme_and_host,
 )
+from compressor.errors import http_status_failure, permanent
+from compressor.sniff import SNIFF_BYTES, sniff_image_type
 from config import Settings
 from config.origins import log_sources_opened
 
@@ -43,37 +38,6 @@ log = logging.getLogger("compressor")
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
 USER_AGENT = "product-catalogue-image-worker/1.0"
-
-
-class BlockedAddress(OSError):
-    """Raised inside the connector: every address of a host is blocked by the policy."""
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like the default resolver, then keeps only the addresses the policy allows.
-
-    aiohttp asks it about host names only (never IP literals), and a name never matches an
-    allowed origin, so only the policy's broad switches apply here.
-    """
-
-    def __init__(self, policy: AddressPolicy, resolver: AbstractResolver | None = None) -> None:
-        self.policy = policy
-        self._resolver = resolver or DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._resolver.resolve(host, port, family)
-        allowed = [r for r in results if blocked_reason(r["host"], self.policy) is None]
-        if not allowed:
-            reasons = sorted({blocked_reason(r["host"], self.policy) or "" for r in results})
-            raise BlockedAddress(
-                f"{host} resolves only to blocked addresses ({', '.join(reasons)})"
-            )
-        return allowed
-
-    async def close(self) -> None:
-        await self._resolver.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +56,6 @@ def policy_from(settings: Settings) -> AddressPolicy:
             for o in settings.allowed_source_origins
         ),
     )
-
-
-def guarded_socket_factory(policy: AddressPolicy) -> SocketFactoryType:
-    """Creates the socket for each address aiohttp is about to dial, refusing blocked ones.
-
-    This sees the very address and port connected (after DNS, for IP literals too, on every
-    redirect hop), so no resolver trick or rebinding can slip past it.
-    """
-
-    def factory(addr_info: AddrInfoType) -> socket.socket:
-        family, kind, proto, _canonname, sockaddr = addr_info
-        if reason := blocked_endpoint_reason(sockaddr[0], sockaddr[1], policy):
-            raise BlockedAddress(f"refusing to connect to a {reason} address")
-        return socket.socket(family, kind, proto)
-
-    return factory
 
 
 def create_session(settings: Settings, *, connections: int) -> aiohttp.ClientSession:

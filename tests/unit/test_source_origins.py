@@ -16,21 +16,15 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from compressor.download import (
-    BlockedAddress,
-    Downloader,
-    GuardedResolver,
-    create_session,
-    guarded_socket_factory,
-    policy_from,
-)
-from compressor.errors import ImageFailure
-from compressor.ssrf import (
+from catalogue.guarded_net import BlockedAddress, GuardedResolver, guarded_socket_factory
+from catalogue.ssrf import (
     AddressPolicy,
     Origin,
     blocked_endpoint_reason,
     check_url_scheme_and_host,
 )
+from compressor.download import Downloader, create_session, policy_from
+from compressor.errors import ImageFailure
 from config import Settings, load_settings
 from testkit import imagegen
 

@@ -1,4 +1,4 @@
-"""compressor.ssrf: which addresses and URLs the downloader may reach. Pure: no sockets."""
+"""catalogue.ssrf: which addresses and URLs the downloader may reach. Pure: no sockets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from compressor.ssrf import AddressPolicy, blocked_reason, check_url_scheme_and_host
+from catalogue.ssrf import AddressPolicy, blocked_reason, check_url_scheme_and_host
 
 STRICT = AddressPolicy()
 LOOPBACK_OK = AddressPolicy(allow_loopback=True)
