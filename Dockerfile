@@ -65,8 +65,10 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY config/ config/
 COPY db/ db/
+COPY catalogue/ catalogue/
 COPY server/ server/
 COPY compressor/ compressor/
+COPY webhooks/ webhooks/
 COPY run_api.py run_workers.py ./
 COPY scripts/check_pillow_simd.py scripts/
 # Proves the runtime libraries are all present (no extension module misses a shared library); the

@@ -41,7 +41,7 @@ bench: setup
 	@$(STACK_ENV) scripts/bench
 
 # The product's code: what mypy checks (tests and benchmarks are checked by running them).
-PRODUCT := catalogue config db server compressor run_api.py run_workers.py
+PRODUCT := catalogue config db server compressor webhooks run_api.py run_workers.py
 
 lint: deps
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -1,8 +1,14 @@
-"""Runs the image worker supervisor: `python run_workers.py [options]`.
+"""Runs a worker: `python run_workers.py [--role images|webhooks] [options]`.
 
-One asyncio process per host consumes image jobs from Kafka and drives the pipeline
-download → compress (process pool) → upload → database update. Several supervisors share the
-work through one consumer group. Every option defaults to its environment variable.
+--role images (the default): the image worker supervisor. One asyncio process per host consumes
+image jobs from Kafka and drives the pipeline download → compress (process pool) → upload →
+database update. Several supervisors share the work through one consumer group.
+
+--role webhooks: the webhook dispatcher. Delivers product events to the registered endpoints,
+signed (Standard Webhooks) and retried over hours; needs WEBHOOK_SIGNING_KEY. Apart from the
+image workers, so a slow endpoint never delays an image; several share the work.
+
+Every option defaults to its environment variable; the image options apply to --role images.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from compressor.supervisor import Supervisor, WorkerOptions
 from config import Settings, load_settings_or_exit
 from config.logging import setup_logging
 from config.settings import settings_fields
+
+ROLES = ("images", "webhooks")
 
 # Each option and the setting it defaults to (so its environment variable); help without the
 # variable's name, which is added from the setting.
@@ -48,6 +56,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default="images",
+        help="images: the image worker supervisor; webhooks: the webhook dispatcher",
+    )
     env_of = {f.name: f.metadata["env"] for f in settings_fields()}
     for flag, setting, kind, help_text in _OPTIONS:
         default = getattr(settings, setting)
@@ -62,6 +76,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings_or_exit()
     args = build_parser(settings).parse_args(argv)
+    if args.role == "webhooks":
+        return run_webhooks(settings)
     for name in ("processes", "download_concurrency", "upload_concurrency", "max_inflight_jobs"):
         if getattr(args, name) < 1:
             print(
@@ -84,6 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_timeout_s=args.shutdown_timeout,
     )
     return uvloop.run(Supervisor(settings, options).run())
+
+
+def run_webhooks(settings: Settings) -> int:
+    if not settings.webhooks_enabled:
+        print(
+            "configuration error: WEBHOOK_SIGNING_KEY is not set: the webhook dispatcher signs "
+            "every delivery with secrets derived from it (the API's, too)",
+            file=sys.stderr,
+        )
+        return 2
+    # Imported here: the image role never loads the dispatcher.
+    from webhooks.service import WebhookService
+
+    setup_logging(settings.log_level, settings.log_format)
+    return uvloop.run(WebhookService(settings).run())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ now, while the current outputs stay shown until the new ones are ready.
 
 One transaction, under the row's lock: every entry becomes pending at the product's next
 revision (catalogue.image_state.reprocess, keeping its output), and the image job of that
-revision goes into the outbox with it. A job still running for an older revision then lands
+revision goes into the outbox with it, and so does its `product.updated` event. A job still running for an older revision then lands
 nothing (compressor/results.py), and when the new job's results land, the outputs they replace
 are deleted through a `DeleteObjects` job. After the commit, the new row goes into the cache
 (version-guarded), so readers see the pending state at once.
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from catalogue import image_state
+from catalogue import events, image_state
 from catalogue.jobs import ImageJob, encode_job, job_key
 from catalogue.product_json import render_product
 from config import Settings
@@ -86,8 +86,15 @@ async def reprocess_product(
             settings.kafka_jobs_topic, job_key(product_id), encode_job(job).decode()
         )
         await outbox.insert(conn, message)
+        body = render_product(row)
+        await outbox.insert(
+            conn,
+            events.product_event(
+                events.UPDATED, product_id, row["user_id"], body, settings.kafka_events_topic
+            ),
+        )
     if cache is not None:
-        await cache.put_fresh(product_id, row["version"], render_product(row))
+        await cache.put_fresh(product_id, row["version"], body)
     return Reprocessed(product_id, True, None, revision, row)
 
 

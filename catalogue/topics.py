@@ -1,4 +1,5 @@
-"""The Kafka topics jobs travel on, created the same way by whichever side starts first."""
+"""The Kafka topics jobs and events travel on, created the same way by whichever side starts
+first."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ _TOPIC_ALREADY_EXISTS = 36
 
 
 async def ensure_job_topics(settings: Settings) -> list[str]:
-    """The jobs topic and its dead-letter topic, with the configured partitions and replication:
-    the API's relay and the workers both call this, so neither depends on the other starting."""
+    """The jobs topic, its dead-letter topic and the events topic, with the configured partitions
+    and replication: the API's relay and the workers both call this, so neither depends on the
+    other starting."""
     return await ensure_topics(
         settings.kafka_bootstrap_servers,
-        [settings.kafka_jobs_topic, settings.kafka_dlq_topic],
+        [settings.kafka_jobs_topic, settings.kafka_dlq_topic, settings.kafka_events_topic],
         partitions=settings.kafka_topic_partitions,
         replication_factor=settings.kafka_replication_factor,
     )

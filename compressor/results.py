@@ -5,7 +5,8 @@ pending at the job's revision (catalogue.image_state.apply_outcomes): a job queu
 image list, or for a product deleted since, writes nothing at all (no entries, no cache entry),
 and its uploads are the caller's to discard. Outputs a result replaces (a reprocess) are handed
 to a `DeleteObjects` job written to the outbox in the same transaction, so a crash between the
-write and the clean-up loses nothing. Then the cache gets the row's new version, which it stores
+write and the clean-up loses nothing; so is the `product.processed` event of a write that ends
+the product's processing. Then the cache gets the row's new version, which it stores
 only over an older one.
 
 The pipeline records the outcome of a job it ran; the dead letters mark a job that could not
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from catalogue import image_state
+from catalogue import events, image_state
 from catalogue.jobs import DeleteObjects, ImageJob, encode_job, job_key
 from catalogue.product_json import render_product
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
@@ -104,6 +105,7 @@ class ProductResults:
         retry_policy: RetryPolicy,
         cache_ttl_s: int,
         jobs_topic: str,
+        events_topic: str,
         owe: Callable[[int], None] = lambda _product_id: None,
     ) -> None:
         self.db = db
@@ -111,6 +113,7 @@ class ProductResults:
         self.retry_policy = retry_policy
         self.cache_ttl_s = cache_ttl_s
         self.jobs_topic = jobs_topic
+        self.events_topic = events_topic
         # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
         self.owe = owe
 
@@ -179,6 +182,17 @@ class ProductResults:
             )
             if change.unreferenced:
                 await outbox.insert(conn, self._delete_message(job.product_id, change.unreferenced))
+            before, after = (image_state.processing_status(e) for e in (entries, change.entries))
+            if before == image_state.PENDING and after != image_state.PENDING:
+                # Processing became terminal: the event commits with the result it announces.
+                event = events.product_event(
+                    events.PROCESSED,
+                    job.product_id,
+                    row["user_id"],
+                    render_product(row),
+                    self.events_topic,
+                )
+                await outbox.insert(conn, event)
         return row, change.entries
 
     def _delete_message(self, product_id: int, keys: set[str]) -> OutboxMessage:

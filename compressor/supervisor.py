@@ -138,6 +138,7 @@ class Supervisor:
             retry_policy=job_retry_policy(settings),
             cache_ttl_s=settings.cache_ttl_seconds,
             jobs_topic=settings.kafka_jobs_topic,
+            events_topic=settings.kafka_events_topic,
             owe=repairs.owe,
         )
         pipeline = Pipeline(

@@ -106,3 +106,15 @@ def log_sources_opened(logger: logging.Logger, settings: Settings) -> None:
     """Logs :func:`sources_opened_event`: the worker does at start-up, and so does the API."""
     level, event, fields = sources_opened_event(settings)
     logger.log(level, event, extra=fields)
+
+
+def log_webhook_urls_opened(logger: logging.Logger, settings: Settings) -> None:
+    """The start-up line saying which normally refused webhook URLs these settings open:
+    WARNING when any is (development switches), INFO otherwise. The API (registration) and the
+    dispatcher (delivery) both log it."""
+    fields = {
+        "allow_loopback_urls": settings.webhook_allow_loopback_urls,
+        "allow_private_urls": settings.webhook_allow_private_urls,
+    }
+    level = logging.WARNING if any(fields.values()) else logging.INFO
+    logger.log(level, "ssrf.webhook_urls_opened", extra=fields)

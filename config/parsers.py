@@ -96,6 +96,34 @@ def choices(*allowed: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def durations(low_s: float, high_s: float) -> Callable[[str], tuple[float, ...]]:
+    """A comma-separated list of durations (`30s`, `5m`, `2h`, `1d`; a bare number is seconds),
+    at least one, each in low_s..high_s seconds."""
+
+    def one(item: str) -> float:
+        item = item.strip().lower()
+        scale = _DURATION_UNITS.get(item[-1:])
+        number = item[:-1] if scale is not None else item
+        try:
+            value = float(number) * (scale or 1)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a duration like 30s, 5m, 2h or 1d") from None
+        if not low_s <= value <= high_s:  # also rejects NaN
+            raise ValueError(f"{item!r} must be between {low_s:g} s and {high_s:g} s")
+        return value
+
+    def parse(raw: str) -> tuple[float, ...]:
+        items = [item for item in raw.split(",") if item.strip()]
+        if not items:
+            raise ValueError("must list at least one duration")
+        return tuple(one(item) for item in items)
+
+    return parse
+
+
 def url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -163,15 +191,27 @@ _MIN_ADMIN_KEY_DISTINCT = 16
 def admin_keys(raw: str) -> str:
     keys = [key.strip() for key in raw.split(",") if key.strip()]
     for number, key in enumerate(keys, start=1):
-        if len(key) < _MIN_ADMIN_KEY_LENGTH:
-            raise ValueError(
-                f"key {number} is shorter than {_MIN_ADMIN_KEY_LENGTH} characters; make one "
-                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        if not (key.isascii() and key.isprintable()) or " " in key:
-            raise ValueError(f"key {number} must be printable ASCII without spaces")
-        if len(set(key)) < _MIN_ADMIN_KEY_DISTINCT:
-            raise ValueError(f"key {number} is too repetitive to be random")
+        _check_random_key(key, f"key {number}")
         if key.startswith("catk_"):
             raise ValueError(f"key {number} must not start with catk_ (the user keys' prefix)")
     return ",".join(keys)
+
+
+def signing_key(raw: str) -> str:
+    """Empty (webhooks off), or a key as hard to guess as an admin key."""
+    key = raw.strip()
+    if key:
+        _check_random_key(key, "the key")
+    return key
+
+
+def _check_random_key(key: str, name: str) -> None:
+    if len(key) < _MIN_ADMIN_KEY_LENGTH:
+        raise ValueError(
+            f"{name} is shorter than {_MIN_ADMIN_KEY_LENGTH} characters; make one "
+            "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        raise ValueError(f"{name} must be printable ASCII without spaces")
+    if len(set(key)) < _MIN_ADMIN_KEY_DISTINCT:
+        raise ValueError(f"{name} is too repetitive to be random")

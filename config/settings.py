@@ -63,6 +63,12 @@ class Settings:
     kafka_dlq_topic: str = _env_field(
         "KAFKA_DLQ_TOPIC", "product-images.dlq", parse.topic, "Dead-letter topic of failed jobs."
     )
+    kafka_events_topic: str = _env_field(
+        "KAFKA_EVENTS_TOPIC",
+        "product-events",
+        parse.topic,
+        "Topic of product events (created, updated, processed, deleted), which webhooks deliver.",
+    )
     kafka_topic_partitions: int = _env_field(
         "KAFKA_TOPIC_PARTITIONS",
         12,
@@ -343,6 +349,59 @@ class Settings:
         parse.float_between(0, 3600),
         "Longest graceful drain of in-flight jobs on SIGTERM.",
     )
+    webhook_signing_key: str = _env_field(
+        "WEBHOOK_SIGNING_KEY",
+        "",
+        parse.signing_key,
+        "Server key (at least 32 random characters) from which each webhook's signing secret is "
+        "derived, so the database holds no secret; empty turns webhooks off (POST /webhooks "
+        "answers 503). Changing it changes every webhook's secret.",
+        secret=True,
+    )
+    webhook_timeout_seconds: float = _env_field(
+        "WEBHOOK_TIMEOUT_SECONDS",
+        10.0,
+        parse.float_between(0.5, 60),
+        "A delivery counts only if the endpoint answers 2xx within this time, connect included.",
+    )
+    webhook_retry_schedule: tuple[float, ...] = _env_field(
+        "WEBHOOK_RETRY_SCHEDULE",
+        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        parse.durations(1, 7 * 86400),
+        "Waits between a failed delivery attempt and the next (comma-separated, with s, m, h or "
+        "d); after the last one fails the delivery has failed, and an endpoint with no success "
+        "since is disabled.",
+    )
+    webhook_concurrency: int = _env_field(
+        "WEBHOOK_CONCURRENCY",
+        32,
+        parse.int_between(1, 1000),
+        "Deliveries one dispatcher makes at once, over all endpoints.",
+    )
+    webhook_endpoint_concurrency: int = _env_field(
+        "WEBHOOK_ENDPOINT_CONCURRENCY",
+        2,
+        parse.int_between(1, 100),
+        "Deliveries one dispatcher makes at once to one endpoint: a slow endpoint holds no more.",
+    )
+    webhook_group_id: str = _env_field(
+        "WEBHOOK_GROUP_ID",
+        "webhook-dispatchers",
+        parse.nonempty,
+        "Kafka consumer group of the webhook dispatchers (run_workers.py --role webhooks).",
+    )
+    webhook_allow_loopback_urls: bool = _env_field(
+        "WEBHOOK_ALLOW_LOOPBACK_URLS",
+        False,
+        parse.boolean,
+        "Allow webhook URLs on loopback addresses (development and tests only).",
+    )
+    webhook_allow_private_urls: bool = _env_field(
+        "WEBHOOK_ALLOW_PRIVATE_URLS",
+        False,
+        parse.boolean,
+        "Allow webhook URLs on private addresses (development only). Link-local never is.",
+    )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -354,6 +413,10 @@ class Settings:
     @property
     def allowed_source_origins(self) -> tuple[SourceOrigin, ...]:
         return parse_source_origins(self.image_allowed_source_origins)
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return bool(self.webhook_signing_key)
 
     @property
     def storage_is_local(self) -> bool:

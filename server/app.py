@@ -17,7 +17,7 @@ from catalogue import cache as product_cache
 from catalogue.cache_repair import CacheRepairs
 from catalogue.product_json import render_product
 from config import Settings
-from config.origins import log_sources_opened
+from config.origins import log_sources_opened, log_webhook_urls_opened
 from db import api_keys
 from db.pool import bounded_acquire, create_pool
 from db.products import get_product
@@ -26,7 +26,7 @@ from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
 from server.change_feed import listen_for_product_changes
-from server.handlers import changes, health, images, products, renditions, users
+from server.handlers import changes, health, images, products, renditions, users, webhooks
 from server.invalidation import listen_for_invalidations
 from server.keys import (
     ACCOUNTS,
@@ -42,6 +42,7 @@ from server.keys import (
     RELAY,
     ROUTE_ACCESS,
     SETTINGS,
+    WEBHOOKS,
 )
 from server.local_cache import POSTGRES, REDIS, LocalCache
 from server.metrics import ApiMetrics
@@ -52,6 +53,7 @@ from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 from server.rate_limits import RateLimiter
 from server.relay import BATCH_TIMEOUT_S, OutboxRelay
+from server.webhook_registry import WebhookRegistry
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,8 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
 
 
 async def product_services(app: web.Application) -> AsyncIterator[None]:
-    """The product read and write paths, over the pool and both cache tiers, and the repair of
-    the cached values a write could not refresh."""
+    """The product read and write paths, over the pool and both cache tiers, the repair of
+    the cached values a write could not refresh, and the webhook endpoints."""
     settings, cache, pool = app[SETTINGS], app[CACHE], app[DB]
 
     async def load(product_id: int) -> tuple[int, bytes] | None:
@@ -105,6 +107,7 @@ async def product_services(app: web.Application) -> AsyncIterator[None]:
 
     app[PRODUCT_READS] = ProductReads(pool, settings, cache, app[LOCAL_CACHE])
     app[PRODUCT_WRITES] = ProductWrites(pool, settings, cache)
+    app[WEBHOOKS] = WebhookRegistry(pool, settings)
     async with CacheRepairs(cache, load) as repairs:
         app[PRODUCT_CHANGES] = ProductChanges(pool, settings, cache, owe=repairs.owe)
         yield
@@ -190,6 +193,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[OBSERVER] = observer
     log_sources_opened(log, settings)
+    log_webhook_urls_opened(log, settings)
     log_open_access(log, settings)
     app.cleanup_ctx.extend(
         [
@@ -224,6 +228,10 @@ def create_app(settings: Settings) -> web.Application:
     route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)
     route("POST", "/products/{product_id}/reprocess", changes.reprocess_product, Access.KEY)
     route("DELETE", "/users/{user_id}", changes.delete_user, Access.KEY)
+    route("POST", "/webhooks", webhooks.create_webhook, Access.KEY)
+    route("GET", "/webhooks", webhooks.list_webhooks, Access.KEY)
+    route("DELETE", "/webhooks/{webhook_id}", webhooks.delete_webhook, Access.KEY)
+    route("GET", "/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, Access.KEY)
     app.router.add_get("/images/{key:.+}", images.get_image)
     app.router.add_get("/healthz", health.healthz, allow_head=False)
     app.router.add_get("/readyz", health.readyz, allow_head=False)

@@ -37,6 +37,13 @@ def acting_for(
     return user_id
 
 
+def owner_of(request: web.Request) -> int | None:
+    """Whose products and webhooks the caller may change: their own; anyone's for an admin, or
+    with AUTH_MODE=off (None)."""
+    caller = caller_of(request)
+    return None if caller is None or caller.is_admin else caller.user_id
+
+
 def require_self(request: web.Request, user_id: int) -> None:
     """403 unless the caller is that user or an admin."""
     caller = caller_of(request)

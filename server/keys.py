@@ -15,6 +15,7 @@ from server.metrics import ApiMetrics
 from server.product_changes import ProductChanges
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
+from server.webhook_registry import WebhookRegistry
 
 if TYPE_CHECKING:
     # For the type only: importing the relay loads aiokafka, which no request handler needs.
@@ -39,3 +40,4 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # None until the access check names one (and always with AUTH_MODE=off).
 CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
 OBSERVER: web.AppKey[RequestObserver] = web.AppKey("observer")
+WEBHOOKS = web.AppKey("webhooks", WebhookRegistry)

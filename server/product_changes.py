@@ -1,9 +1,9 @@
 """Changing and deleting products (and users with theirs), so that nobody is served the old
 state once a write has answered.
 
-Each write is one transaction on the locked row: what it changes, the jobs it queues and the
+Each write is one transaction on the locked row: what it changes, the jobs it queues, the
 stored objects it leaves unreferenced (as a `delete_objects` clean-up through the outbox, so a
-crash loses nothing) commit together. Then the new representation goes to the cache over any
+crash loses nothing) and its event (`product.updated`, `product.deleted`) commit together. Then the new representation goes to the cache over any
 older version, with the invalidation of every process's copy, in one round trip: two writers
 racing leave the newer whichever lands last, and a deleted product leaves a tombstone that no
 reader holding the old row can overwrite.
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 
-from catalogue import image_state
+from catalogue import events, image_state
 from catalogue.cache import CACHE_ERRORS, NOT_FOUND, TOMBSTONE_VERSION, ProductCache
 from catalogue.jobs import DeleteObjects, ImageJob, Job, encode_job, job_key
 from catalogue.product_json import Row, render_product
@@ -65,6 +65,10 @@ class ProductChanges:
             conn, OutboxMessage(self.settings.kafka_jobs_topic, job_key(job.product_id), payload)
         )
 
+    async def _event(self, conn: Connection, event_type: str, row: Row, data: bytes) -> None:
+        topic = self.settings.kafka_events_topic
+        await insert(conn, events.product_event(event_type, row["id"], row["user_id"], data, topic))
+
     async def _locked(
         self, conn: Connection, product_id: int, owner: int | None, if_match: str | None
     ) -> Row:
@@ -111,7 +115,8 @@ class ProductChanges:
                 status=image_state.processing_status(entries),
                 revision=revision,
             )
-        body = render_product(row)
+            body = render_product(row)
+            await self._event(conn, events.UPDATED, row, body)
         await self._publish(product_id, row["version"], body)
         return body
 
@@ -120,6 +125,7 @@ class ProductChanges:
             row = await self._locked(conn, product_id, owner, if_match)
             await products.delete_product(conn, product_id)
             await self._clean_up(conn, product_id, row["images"])
+            await self._deleted(conn, row)
         await self._publish(product_id, TOMBSTONE_VERSION, NOT_FOUND)
 
     async def delete_user(self, user_id: int) -> None:
@@ -132,6 +138,7 @@ class ProductChanges:
             deleted = await products.delete_users_products(conn, user_id)
             for row in deleted:
                 await self._clean_up(conn, row["id"], row["images"])
+                await self._deleted(conn, row)
             if not await users.delete_user(conn, user_id):
                 raise ApiError(404, f"user {user_id} not found")
         self.on_user_deleted(user_id)
@@ -169,6 +176,10 @@ class ProductChanges:
         if done.skipped == MISSING:
             raise not_found(product_id)
         return render_product(done.row if done.row is not None else current)
+
+    async def _deleted(self, conn: Connection, row: Row) -> None:
+        data = events.deleted_data(row["id"], row["user_id"])
+        await self._event(conn, events.DELETED, row, data)
 
     async def _clean_up(self, conn: Connection, product_id: int, images: str) -> None:
         keys = image_state.referenced_keys(orjson.loads(images))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -82,6 +82,21 @@ URL_PATTERN = (
     rf"(?:[^/?#@:\[\]{_CONTROL_OR_SPACE}]+|\[{_ipv6_address()}\])"
     r"(?::[0-9]*)?"
     rf"(?:[/?#][^{_CONTROL_OR_SPACE}]*)?$"
+)
+
+# A webhook endpoint: http or https, a host that is a DNS name (its last label not numeric), a
+# dotted-quad IPv4 address or a bracketed IPv6 address, an optional port 1-65535, an optional
+# path and query; no user info, no fragment, no whitespace or control characters. Stricter than
+# an image URL, since it is checked in full at registration (catalogue.ssrf): what this admits,
+# the SSRF rules judge only by its address (a literal one refused is a 400, in words).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+WEBHOOK_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"(?:(?:[A-Za-z0-9_-]+\.)*[A-Za-z_-][A-Za-z0-9_-]*"
+    rf"|{_OCTET}(?:\.{_OCTET}){{3}}|\[{_ipv6_address()}\])"
+    rf"(?::{_PORT})?"
+    rf"(?:/[^?#{_CONTROL_OR_SPACE}]*)?(?:\?[^#{_CONTROL_OR_SPACE}]*)?$"
 )
 
 # MIN-MAX with non-negative decimal bounds, either one may be left out (not both), whitespace
@@ -432,3 +447,52 @@ def decode_cursor(cursor: str) -> int:
     if not _CURSOR.fullmatch(cursor):
         raise bad_request("cursor is not valid; use the Link header of the previous page", "cursor")
     return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()[3:])
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    user_id: int | None  # None: the caller's own
+    url: str
+    events: tuple[str, ...]
+
+
+def parse_new_webhook(
+    body: Any, event_types: Sequence[str], *, user_id_required: bool
+) -> NewWebhook:
+    """`url` (WEBHOOK_URL_PATTERN; its address is the SSRF rules' to judge), `events` (known
+    types, each once; every type when left out), `user_id` as for products."""
+    body = json_object(body)
+    user_id = body.get("user_id")
+    if user_id is None and user_id_required:
+        user_id = _required(body, "user_id")
+    url = _required(body, "url")
+    if not isinstance(url, str):
+        raise bad_request("url must be a string", "url")
+    if len(url) > MAX_URL_LENGTH:
+        raise bad_request(f"url must be at most {MAX_URL_LENGTH} characters", "url")
+    if not _WEBHOOK_URL.fullmatch(url):
+        raise bad_request(
+            "url must be an http or https URL with a host name or IP address, an optional port, "
+            "path and query, and no user info, fragment, whitespace or control characters",
+            "url",
+        )
+    events = body.get("events")
+    if events is None:
+        chosen = tuple(event_types)
+    else:
+        if not isinstance(events, list) or not events:
+            raise bad_request("events must be a non-empty list of event types", "events")
+        for index, event in enumerate(events):
+            if event not in event_types:
+                raise bad_request(
+                    f"events[{index}] must be one of {', '.join(event_types)}", f"events[{index}]"
+                )
+        if len(set(events)) != len(events):
+            raise bad_request("events must name each event type once", "events")
+        chosen = tuple(events)
+    return NewWebhook(None if user_id is None else parse_id(user_id, "user_id"), url, chosen)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server.access import spend_image_quota
 from server.body import read_json
-from server.callers import caller_of, require_self
+from server.callers import owner_of, require_self
 from server.etags import etag_of
 from server.keys import PRODUCT_CHANGES, SETTINGS
 from server.patches import parse_product_patch
@@ -14,13 +14,6 @@ from server.validation import parse_id
 
 JSON = "application/json"
 PATCH_TYPES = ("application/json", "application/merge-patch+json")
-
-
-def _owner(request: web.Request) -> int | None:
-    """Whose products the caller may change: their own; anyone's for an admin, or with
-    AUTH_MODE=off (None)."""
-    caller = caller_of(request)
-    return None if caller is None or caller.is_admin else caller.user_id
 
 
 async def patch_product(request: web.Request) -> web.Response:
@@ -35,7 +28,7 @@ async def patch_product(request: web.Request) -> web.Response:
     body = await request.app[PRODUCT_CHANGES].change(
         product_id,
         patch,
-        owner=_owner(request),
+        owner=owner_of(request),
         if_match=request.headers.get("If-Match"),
         charge_images=charge,
     )
@@ -45,14 +38,14 @@ async def patch_product(request: web.Request) -> web.Response:
 async def delete_product(request: web.Request) -> web.Response:
     product_id = parse_id(request.match_info["product_id"], "product_id")
     await request.app[PRODUCT_CHANGES].delete(
-        product_id, owner=_owner(request), if_match=request.headers.get("If-Match")
+        product_id, owner=owner_of(request), if_match=request.headers.get("If-Match")
     )
     return web.Response(status=204)
 
 
 async def reprocess_product(request: web.Request) -> web.Response:
     product_id = parse_id(request.match_info["product_id"], "product_id")
-    body = await request.app[PRODUCT_CHANGES].reprocess(product_id, owner=_owner(request))
+    body = await request.app[PRODUCT_CHANGES].reprocess(product_id, owner=owner_of(request))
     return web.Response(status=202, body=body, headers={"Content-Type": JSON})
 
 

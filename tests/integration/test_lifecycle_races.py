@@ -189,6 +189,7 @@ async def test_a_patch_racing_the_workers_result_ends_as_one_of_the_serial_order
         retry_policy=RetryPolicy(base_s=0.0, cap_s=0.0, max_attempts=2),
         cache_ttl_s=settings.cache_ttl_seconds,
         jobs_topic=settings.kafka_jobs_topic,
+        events_topic=settings.kafka_events_topic,
     )
     try:
         patched, recorded = await held_race(

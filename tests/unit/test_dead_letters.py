@@ -125,6 +125,7 @@ def results_over(products: InMemoryProducts, cache: FlakyCache) -> ProductResult
         retry_policy=RetryPolicy(base_s=0.0, cap_s=0.0, max_attempts=2),
         cache_ttl_s=60,
         jobs_topic="jobs",
+        events_topic="events",
     )
 
 

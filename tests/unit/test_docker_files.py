@@ -140,11 +140,18 @@ def services(compose: dict) -> dict[str, dict]:
     return compose["services"]
 
 
+_DEFAULTED = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
+
+
 def environment_of(service: dict) -> dict[str, str]:
+    """The service's environment as Compose gives it with none of the variables it reads set
+    (`${NAME:-default}` becomes its default)."""
     env = service.get("environment") or {}
     if isinstance(env, list):  # `- NAME=value` form
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+    return {
+        str(k): "" if v is None else _DEFAULTED.sub(lambda m: m[1], str(v)) for k, v in env.items()
+    }
 
 
 def depends_on_of(service: dict) -> dict[str, str]:
@@ -225,7 +232,11 @@ def test_runtime_stage_copies_the_venv_and_the_app(stages: list[Stage]) -> None:
     runtime = stages[-1]
     assert any("--from=" in c.args and "/opt/venv" in c.args for c in runtime.all("COPY"))
     copied = {src.rstrip("/") for c in runtime.all("COPY") for src in copy_sources(c)}
-    for needed in ("config", "db", "server", "compressor", "run_api.py", "run_workers.py"):
+    needed_paths = (
+        *("config", "db", "catalogue", "server", "compressor", "webhooks"),
+        *("run_api.py", "run_workers.py"),
+    )
+    for needed in needed_paths:
         assert needed in copied, f"the runtime stage does not copy {needed}"
 
 

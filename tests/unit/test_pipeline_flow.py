@@ -20,6 +20,7 @@ import pytest
 
 from catalogue import image_state
 from catalogue.fingerprint import settings_fingerprint
+from catalogue.events import PROCESSED, Event, decode_event
 from catalogue.jobs import DeleteObjects, ImageJob, decode_job
 from compressor.claims import KeyClaims
 from compressor.cleanup import ObjectCleanup
@@ -166,8 +167,11 @@ class Products:
         yield
 
     def deleted_objects(self) -> list[DeleteObjects]:
-        jobs = [decode_job(payload.encode()) for _topic, _key, payload in self.outbox]
+        jobs = [decode_job(p.encode()) for t, _k, p in self.outbox if t != EVENTS_TOPIC]
         return [job for job in jobs if isinstance(job, DeleteObjects)]
+
+    def events(self) -> list[Event]:
+        return [decode_event(p.encode()) for t, _k, p in self.outbox if t == EVENTS_TOPIC]
 
 
 async def settled() -> None:
@@ -198,6 +202,7 @@ def pipeline_with(
         retry_policy=job_retry_policy(settings),
         cache_ttl_s=settings.cache_ttl_seconds,
         jobs_topic=settings.kafka_jobs_topic,
+        events_topic=settings.kafka_events_topic,
     )
     storage = Storage()
     cleanup = ObjectCleanup(
@@ -354,6 +359,7 @@ class Finishing:
 
 
 JOB = ImageJob(5, ("http://img/1.jpg",))
+EVENTS_TOPIC = Settings().kafka_events_topic
 
 
 def finishing_pipeline(
@@ -520,6 +526,20 @@ async def test_an_upload_an_entry_references_again_is_not_discarded():
     assert await finishing.pipeline.process(JOB) == "superseded"
 
     assert finishing.storage.deleted == []
+
+
+async def test_the_write_that_ends_processing_carries_its_processed_event():
+    finishing = finishing_pipeline(FlakyCache(failures=0), jobs=())
+    products = finishing.products
+    products.add(5, JOB.image_urls)
+
+    assert await finishing.pipeline.process(JOB) == "done"
+
+    (event,) = products.events()
+    assert (event.type, event.product_id) == (PROCESSED, 5)
+    data = orjson.loads(event.data)
+    assert data["processing_status"] == "done"
+    assert data["compressed_product_images"] == [products.entries(5)[0]["url"]]
 
 
 async def test_a_reprocess_result_hands_the_replaced_output_to_a_clean_up_job():
