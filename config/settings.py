@@ -367,7 +367,7 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = _env_field(
         "WEBHOOK_RETRY_SCHEDULE",
         (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
-        parse.durations(1, 7 * 86400),
+        parse.durations(0.1, 7 * 86400),
         "Waits between a failed delivery attempt and the next (comma-separated, with s, m, h or "
         "d); after the last one fails the delivery has failed, and an endpoint with no success "
         "since is disabled.",

@@ -74,7 +74,8 @@ class WebhookReceiver:
             kind = str(event["type"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return web.json_response({"error": "not a webhook event"}, status=400)
-        product_id = event.get("data", {}).get("id") if isinstance(event, dict) else None
+        data = event.get("data") if isinstance(event, dict) else None
+        product_id = data.get("product_id") if isinstance(data, dict) else None
         self.received.appendleft(
             {"webhook_id": headers["webhook-id"], "type": kind, "product_id": product_id}
         )

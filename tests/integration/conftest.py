@@ -85,6 +85,7 @@ def base_settings(stack_env, tmp_path_factory) -> Settings:
         + os.environ.get("TEST_REDIS_DB", "15"),
         "KAFKA_JOBS_TOPIC": f"test-jobs-{suffix}",
         "KAFKA_DLQ_TOPIC": f"test-jobs-{suffix}.dlq",
+        "KAFKA_EVENTS_TOPIC": f"test-events-{suffix}",
         "KAFKA_TOPIC_PARTITIONS": "3",
         "IMAGE_STORAGE_URL": str(tmp_path_factory.mktemp("images")),
         "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",

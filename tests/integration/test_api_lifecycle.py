@@ -45,7 +45,8 @@ async def new_product(api, user, images=(A, B), **fields) -> int:
 
 async def jobs_of(db, product_id: int) -> list[dict]:
     rows = await db.fetch(
-        "SELECT payload::text FROM outbox WHERE key = $1 ORDER BY id", str(product_id)
+        "SELECT payload::text FROM outbox WHERE key = $1 AND payload ? 'kind' ORDER BY id",
+        str(product_id),
     )
     return [orjson.loads(r["payload"]) for r in rows]
 

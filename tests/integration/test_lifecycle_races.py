@@ -88,7 +88,9 @@ async def held_race(db, product_id: int, *contenders):
 
 
 async def queued_deletions(db, product_id: int) -> set[str]:
-    rows = await db.fetch("SELECT payload::text FROM outbox WHERE key = $1", str(product_id))
+    rows = await db.fetch(
+        "SELECT payload::text FROM outbox WHERE key = $1 AND payload ? 'kind'", str(product_id)
+    )
     jobs = [decode_job(r["payload"].encode()) for r in rows]
     return {key for job in jobs if isinstance(job, DeleteObjects) for key in job.keys}
 

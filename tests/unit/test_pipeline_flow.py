@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from catalogue import image_state
-from catalogue.fingerprint import settings_fingerprint
 from catalogue.events import PROCESSED, Event, decode_event
+from catalogue.fingerprint import settings_fingerprint
 from catalogue.jobs import DeleteObjects, ImageJob, decode_job
 from compressor.claims import KeyClaims
 from compressor.cleanup import ObjectCleanup
