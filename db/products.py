@@ -192,9 +192,11 @@ async def delete_product(conn: Connection, product_id: int) -> None:
 
 
 async def delete_users_products(conn: Connection, user_id: int) -> list[asyncpg.Record]:
-    """Deletes every product of the user; returns their ids and image entries (JSON text)."""
+    """Deletes every product of the user; returns their ids, owner and image entries (JSON
+    text)."""
     return await conn.fetch(
-        "DELETE FROM products WHERE user_id = $1 RETURNING id, images::text AS images", user_id
+        "DELETE FROM products WHERE user_id = $1 RETURNING id, user_id, images::text AS images",
+        user_id,
     )
 
 

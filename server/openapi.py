@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from catalogue.events import EVENT_TYPES
 from catalogue.ids import MAX_ID
 from catalogue.images import CONTENT_TYPES, KEY_PATTERN
 from config import Settings
@@ -43,7 +44,9 @@ from server.validation import (
     PRICE_STEP,
     TEXT_PATTERN,
     URL_PATTERN,
+    WEBHOOK_URL_PATTERN,
 )
+from server.webhook_registry import MAX_WEBHOOKS_PER_USER
 
 Schema = dict[str, Any]
 
@@ -150,7 +153,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             responses["415"] = _error(f"Not {' or '.join(body_types)}")
         checked = keys and key != "open"
         if key != "open":
-            responses["503"] = _error("PostgreSQL unavailable: retry shortly", Retry_After=_RETRY)
+            responses.setdefault(
+                "503", _error("PostgreSQL unavailable: retry shortly", Retry_After=_RETRY)
+            )
         if checked:
             optional = (key == "signup" and open_signup) or (key == "read" and public_reads)
             # An optional key ({} or the scheme): a key sent must still be valid.
@@ -648,6 +653,115 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         )
     }
 
+    webhook_id_path = _id_parameter("webhook_id", "path", "The webhook")
+    webhook_paths: dict[str, Schema] = {
+        "/webhooks": {
+            "post": operation(
+                "createWebhook",
+                "Register a webhook endpoint (its signing secret shown once)",
+                {
+                    "201": {
+                        **_answer("Registered", _ref("schemas", "NewWebhook")),
+                        "links": {
+                            "DeleteWebhook": {
+                                "operationId": "deleteWebhook",
+                                "parameters": {"webhook_id": "$response.body#/webhook_id"},
+                            },
+                            "ListWebhookDeliveries": {
+                                "operationId": "listWebhookDeliveries",
+                                "parameters": {"webhook_id": "$response.body#/webhook_id"},
+                            },
+                        },
+                    },
+                    "400": _error(
+                        "Invalid body, naming the field; or a url whose literal IP address the "
+                        "server's address rules refuse (loopback, private, link-local, metadata, "
+                        "reserved: WEBHOOK_ALLOW_LOOPBACK_URLS and WEBHOOK_ALLOW_PRIVATE_URLS "
+                        "open the first two)"
+                    ),
+                    "409": _error(f"The user has {MAX_WEBHOOKS_PER_USER} webhooks already"),
+                    "422": _error("user_id names no user"),
+                    "503": _error(
+                        "PostgreSQL unavailable (retry shortly), or webhooks off: the server "
+                        "has no WEBHOOK_SIGNING_KEY",
+                        Retry_After=_RETRY,
+                    ),
+                },
+                key="key",
+                description="Deliveries follow Standard Webhooks: a POST of "
+                '{"type", "timestamp", "data"} with webhook-id (the event\'s id, the same on '
+                "every retry), webhook-timestamp and webhook-signature (v1, HMAC-SHA256 under "
+                "the secret). A 2xx within WEBHOOK_TIMEOUT_SECONDS is a delivery; redirects are "
+                "not followed; failures are retried on WEBHOOK_RETRY_SCHEDULE, and an endpoint "
+                "failing for a whole schedule is disabled. A host name is judged by the "
+                "address rules when connecting, on the address connected.",
+                body=_ref("schemas", "WebhookRegistration"),
+                others_403="user_id names another user",
+            ),
+            "get": operation(
+                "listWebhooks",
+                "A user's webhook endpoints (never their secrets)",
+                {
+                    "200": _answer(
+                        "The endpoints, oldest first",
+                        {"type": "array", "items": _ref("schemas", "Webhook")},
+                    ),
+                    "400": _error("Not an id"),
+                },
+                key="key",
+                parameters=[
+                    _id_parameter(
+                        "user_id",
+                        "query",
+                        "Whose endpoints" + own + ("; admins must name one" if keys else ""),
+                        required=not keys,
+                    )
+                ],
+                others_403="user_id names another user",
+            ),
+        },
+        "/webhooks/{webhook_id}": {
+            "delete": operation(
+                "deleteWebhook",
+                "Delete a webhook endpoint with its deliveries (pending ones are never sent)",
+                {
+                    "204": _answer("Deleted"),
+                    "400": _error("Not an id"),
+                    "404": _error("No such webhook" + (", or another user's" if keys else "")),
+                },
+                key="key",
+                parameters=[webhook_id_path],
+            )
+        },
+        "/webhooks/{webhook_id}/deliveries": {
+            "get": operation(
+                "listWebhookDeliveries",
+                "The endpoint's recent deliveries, newest first, each with its attempts",
+                {
+                    "200": _answer(
+                        "The endpoint and its deliveries", _ref("schemas", "Deliveries")
+                    ),
+                    "400": _error("Not an id, or a bad limit"),
+                    "404": _error("No such webhook" + (", or another user's" if keys else "")),
+                },
+                key="key",
+                parameters=[
+                    webhook_id_path,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": MIN_LIMIT,
+                            "maximum": MAX_LIMIT,
+                            "default": DEFAULT_LIMIT,
+                        },
+                    },
+                ],
+            )
+        },
+    }
+
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
@@ -677,6 +791,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/products/{product_id}": product,
             "/products/{product_id}/reprocess": reprocess,
             "/products/{product_id}/images/{n}": product_image,
+            **webhook_paths,
             "/images/{key}": {
                 "get": operation(
                     "getImage",
@@ -873,6 +988,7 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
                 "last_used_at": {**_TIME, "nullable": True},
             },
         },
+        **_webhook_schemas(user_id, keys),
         "NewProduct": {
             "type": "object",
             "required": ["product_name", "product_price"] + ([] if keys else ["user_id"]),
@@ -976,6 +1092,137 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
                 },
                 "created_at": _TIME,
                 "updated_at": _TIME,
+            },
+        },
+    }
+
+
+def _webhook_schemas(user_id: Schema, keys: bool) -> dict[str, Schema]:
+    webhook: Schema = {
+        "type": "object",
+        "required": [
+            "webhook_id",
+            "user_id",
+            "url",
+            "events",
+            "created_at",
+            "last_success_at",
+            "enabled",
+            "disabled_at",
+            "disabled_reason",
+        ],
+        "properties": {
+            "webhook_id": _ID_OUT,
+            "user_id": _ID_OUT,
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
+            "created_at": _TIME,
+            "last_success_at": {**_TIME, "nullable": True},
+            "enabled": {
+                "type": "boolean",
+                "description": "false once it failed for a whole retry schedule (register it "
+                "again to resume)",
+            },
+            "disabled_at": {**_TIME, "nullable": True},
+            "disabled_reason": {"type": "string", "nullable": True},
+        },
+    }
+    return {
+        "WebhookRegistration": {
+            "type": "object",
+            "required": ["url"] + ([] if keys else ["user_id"]),
+            "properties": {
+                "user_id": user_id,
+                "url": {
+                    "type": "string",
+                    "maxLength": MAX_URL_LENGTH,
+                    "pattern": WEBHOOK_URL_PATTERN,
+                    "description": "http or https; a host name (its last label not numeric), "
+                    "a dotted IPv4 address or a bracketed IPv6 address; an optional port, "
+                    "path and query; no user info, fragment, whitespace or control characters",
+                    "example": "https://hooks.example.com/catalogue",
+                },
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "enum": list(EVENT_TYPES)},
+                    "description": "The event types to deliver; every type when left out or null",
+                    "nullable": True,
+                },
+            },
+        },
+        "Webhook": webhook,
+        "NewWebhook": {
+            **webhook,
+            "required": [*webhook["required"], "secret"],
+            "properties": {
+                **webhook["properties"],
+                "secret": {
+                    "type": "string",
+                    "pattern": "^whsec_[A-Za-z0-9+/]{43}=$",
+                    "description": "The signing secret (Standard Webhooks format), shown once",
+                },
+            },
+        },
+        "Deliveries": {
+            "type": "object",
+            "required": ["webhook", "deliveries"],
+            "properties": {
+                "webhook": _ref("schemas", "Webhook"),
+                "deliveries": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "event_id",
+                            "event_type",
+                            "state",
+                            "created_at",
+                            "finished_at",
+                            "next_attempt_at",
+                            "attempts",
+                        ],
+                        "properties": {
+                            "event_id": {"type": "string", "pattern": "^evt_[0-9a-f]{32}$"},
+                            "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+                            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                            "created_at": _TIME,
+                            "finished_at": {**_TIME, "nullable": True},
+                            "next_attempt_at": {
+                                **_TIME,
+                                "nullable": True,
+                                "description": "When it is tried next; null once finished",
+                            },
+                            "attempts": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": [
+                                        "attempt",
+                                        "attempted_at",
+                                        "status_code",
+                                        "error",
+                                        "duration_ms",
+                                    ],
+                                    "properties": {
+                                        "attempt": {"type": "integer", "minimum": 1},
+                                        "attempted_at": {"type": "string"},
+                                        "status_code": {"type": "integer", "nullable": True},
+                                        "error": {
+                                            "type": "string",
+                                            "nullable": True,
+                                            "description": "Why it failed (HTTP status, "
+                                            "timeout, connect error, or blocked: the address "
+                                            "rules' reason); null when delivered",
+                                        },
+                                        "duration_ms": {"type": "number", "minimum": 0},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
     }

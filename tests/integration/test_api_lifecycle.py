@@ -51,6 +51,15 @@ async def jobs_of(db, product_id: int) -> list[dict]:
     return [orjson.loads(r["payload"]) for r in rows]
 
 
+async def events_of(db, product_id: int) -> list[dict]:
+    """The product's events in the outbox, oldest first (catalogue/events.py)."""
+    rows = await db.fetch(
+        "SELECT payload::text FROM outbox WHERE key = $1 AND payload ? 'type' ORDER BY id",
+        str(product_id),
+    )
+    return [orjson.loads(r["payload"]) for r in rows]
+
+
 async def hold_the_relay(api) -> None:
     """Stops the relay of this app so outbox rows stay readable (they are deleted once
     published)."""
@@ -243,6 +252,10 @@ async def test_deleting_a_user_deletes_their_products_and_queues_their_clean_up(
         assert (await quiet_api.get(f"/products/{product_id}")).status == 404
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", int(user["user_id"])) == 0
     assert (await jobs_of(db, first))[-1]["kind"] == "delete_objects"
+    for product_id in (first, second):
+        deleted = (await events_of(db, product_id))[-1]
+        assert deleted["type"] == "product.deleted"
+        assert deleted["data"] == {"product_id": str(product_id), "user_id": user["user_id"]}
     assert (await quiet_api.delete(f"/users/{user['user_id']}")).status == 404
 
 

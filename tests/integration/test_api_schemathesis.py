@@ -32,11 +32,12 @@ import schemathesis
 from aiohttp.test_utils import TestServer
 from schemathesis.engine import events
 
+from catalogue.ssrf import check_url_scheme_and_host
 from config.rates import Rate
 from server.app import create_app
 from server.idempotency import HEADER as IDEMPOTENCY_KEY
 from server.openapi import IDEMPOTENCY_KEY_PATTERN
-from server.validation import PRICE_RANGE_PATTERN
+from server.validation import PRICE_RANGE_PATTERN, WEBHOOK_URL_PATTERN
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +45,14 @@ GENEROUS = Rate(1_000_000, 1.0)
 MAX_EXAMPLES = 25
 MAX_STATEFUL_STEPS = 20
 SEED = 20261202
+SIGNING_KEY = "schemathesis-signing-key-0123456789abcdefXYZ"
 # schemathesis's own default for positive_data_acceptance
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 # Answers to valid requests that state decides: a user_id naming no user (422; with API keys a
 # caller names only itself), an If-Match naming another version of the product (412).
 STATE_ANSWERS = {
     "POST /products": ["422"],
+    "POST /webhooks": ["422"],
     "PATCH /products/{product_id}": ["412"],
     "DELETE /products/{product_id}": ["412"],
 }
@@ -117,6 +120,8 @@ def config() -> schemathesis.Config:
 
 _PRICE_RANGE = re.compile(PRICE_RANGE_PATTERN)
 _VALID_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
+_URL_HOST = re.compile(r"^([A-Za-z]+://)(\[[^\]]*\]|[^/:?]+)")
 
 
 def as_a_client_would(case: schemathesis.Case, run_id: str, drawn: itertools.count[int]) -> None:
@@ -126,8 +131,11 @@ def as_a_client_would(case: schemathesis.Case, run_id: str, drawn: itertools.cou
       "0", above all), and the API rightly answers what it recorded for the first request (a
       422 for another body, or a 201 for a product deleted since). Unique across runs too: the
       test database keeps idempotency records while user ids start at 1 again;
-    - a price_range with its bounds in order: MIN above MAX is a 400, the one rule the document
-      can only state in words."""
+    - a price_range with its bounds in order: MIN above MAX is a 400, a rule the document can
+      only state in words;
+    - a webhook URL on a host the address rules accept: one whose literal IP address they
+      refuse (loopback, private, reserved, …) is a 400, the other rule stated in words, so such
+      a host becomes a name (names are judged only when a delivery connects)."""
     headers = case.headers or {}
     key = headers.get(IDEMPOTENCY_KEY)
     if isinstance(key, str) and _VALID_KEY.fullmatch(key):
@@ -138,6 +146,10 @@ def as_a_client_would(case: schemathesis.Case, run_id: str, drawn: itertools.cou
         low, _, high = price_range.partition("-")
         if low.strip() and high.strip() and Decimal(low.strip()) > Decimal(high.strip()):
             case.query = {**query, "price_range": f"{high}-{low}"}
+    body = case.body
+    url = body.get("url") if isinstance(body, dict) else None
+    if isinstance(url, str) and _WEBHOOK_URL.fullmatch(url) and check_url_scheme_and_host(url):
+        case.body = {**body, "url": _URL_HOST.sub(r"\1hooks.example.com", url, count=1)}
 
 
 def schemathesis_run(base_url: str, *, keys: bool) -> Run:
@@ -244,6 +256,7 @@ async def served(request, settings) -> AsyncIterator[tuple[TestServer, bool]]:
         rate_limit_reads=GENEROUS,
         rate_limit_writes=GENEROUS,
         image_quota_per_hour=100_000_000,
+        webhook_signing_key=SIGNING_KEY,
     )
     server = TestServer(create_app(app_settings), host="127.0.0.1")
     await server.start_server()
@@ -263,7 +276,7 @@ async def test_schemathesis_finds_nothing(served):
     assert not run.failures, f"{run.summary()}\n\n{report}"
     # It did reach the API: every operation (but the document itself, which it reads), with
     # requests that passed and requests that were refused.
-    assert len(run.operations) == (16 if keys else 13), sorted(run.operations)
+    assert len(run.operations) == (20 if keys else 17), sorted(run.operations)
     for status in (200, 201, 204, 400, 404):
         assert run.statuses[status], run.statuses
     assert run.requests["stateful"], run.requests
