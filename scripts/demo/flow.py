@@ -143,6 +143,7 @@ class DemoSetup:
 
 
 FindUser = Callable[[str], Awaitable[str | None]]
+BeforeProducts = Callable[[str], Awaitable[None]]
 
 
 def database_user_finder(postgres_url: str) -> FindUser:
@@ -288,12 +289,15 @@ async def ensure_demo(
     state_path: Path,
     find_user: FindUser | None = None,
     admin_key: str | None = None,
+    before_products: BeforeProducts | None = None,
 ) -> DemoSetup:
     """The demo user and products: the recorded ones if they still exist, else created now.
 
     ``sample_url(name)`` is a sample's URL on the sample server. ``admin_key`` (AUTH_MODE=api_key)
     signs the demo user up and issues it a fresh key when the recorded one is lost; every other
     request carries the demo user's own key, which ``client`` keeps sending afterwards.
+    ``before_products(user_id)`` runs once the user is known, before any product is created
+    (`make run` registers the demo webhook there, so it receives the products' events).
     """
     client.use_key(None)  # whatever an earlier run left: each run proves its key again
     state = DemoState.load(state_path)
@@ -311,6 +315,8 @@ async def ensure_demo(
         client.use_key(user.api_key)
         # Recorded at once: a key issued now must not be issued again by the next run.
         DemoState(user.user_id, dict(known), user.api_key).save(state_path)
+    if before_products is not None:
+        await before_products(user.user_id)
     if not user.created and len(known) < len(DEMO_PRODUCTS):
         for name, product_id in (await _listed_products(client, user.user_id, sample_url)).items():
             known.setdefault(name, product_id)
@@ -564,6 +570,7 @@ async def run_demo(
     *,
     find_user: FindUser | None = None,
     admin_key: str | None = None,
+    before_products: BeforeProducts | None = None,
     ready_timeout_s: float = 60.0,
     wait_timeout_s: float = 180.0,
 ) -> Summary:
@@ -573,7 +580,9 @@ async def run_demo(
     :func:`ensure_demo`."""
     await wait_until_ready(client, ready_timeout_s)
     try:
-        setup = await ensure_demo(client, sample_url, state_path, find_user, admin_key)
+        setup = await ensure_demo(
+            client, sample_url, state_path, find_user, admin_key, before_products
+        )
         started = time.monotonic()
         products = await wait_for_terminal(client, setup.product_ids, wait_timeout_s)
         waited = time.monotonic() - started

@@ -14,7 +14,15 @@
    and products (with the demo user's own API key, kept in the state file; the admin key signs
    it up and issues it a new key when that one is lost), waits for them, prints the summary and
    a curl line that sends the key on stdout.
-5. Keeps running until Ctrl-C (or SIGTERM/SIGHUP), which stops everything it started; either
+5. Webhooks: the demo's signing key, made once into ``.stack/demo-webhook-signing-key``
+   (mode 0600) unless WEBHOOK_SIGNING_KEY is set, goes to the API and to the webhook dispatcher
+   (``run_workers.py --role webhooks``, started too); a loopback receiver of the demo's
+   deliveries listens on ``http://127.0.0.1:$DEMO_WEBHOOK_PORT`` (8091 by default) in this
+   process, and the demo user's endpoint there is registered once (scripts/demo/webhook_demo.py)
+   before the products are created. WEBHOOK_ALLOW_LOOPBACK_URLS is switched on for the API and
+   the dispatcher so that this endpoint may be registered and delivered to: a development switch
+   (both log a warning), for this machine's demo only.
+6. Keeps running until Ctrl-C (or SIGTERM/SIGHUP), which stops everything it started; either
    process dying ends the run too. A failure on the way is one line on stderr, not a traceback.
 
 The two processes run in their own process groups, so Ctrl-C reaches this process only, which
@@ -32,6 +40,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +52,21 @@ from scripts.demo.flow import DemoError, database_user_finder, render, run_demo
 from scripts.demo.samples import ensure_samples
 from scripts.demo.server import HOST as SAMPLE_HOST
 from scripts.demo.server import SampleServer
+from scripts.demo.webhook_demo import (
+    RECORD_FILE_NAME,
+    DemoWebhook,
+    DemoWebhookError,
+    ensure_demo_webhook,
+)
+from scripts.demo.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY_FILE_NAME = "demo-admin-key"  # next to the state file: .stack/demo-admin-key
+SIGNING_KEY_FILE_NAME = "demo-webhook-signing-key"  # next to it too
 SAMPLE_PORT_VARIABLE = "SAMPLE_SERVER_PORT"
 DEFAULT_SAMPLE_PORT = 8090
+WEBHOOK_PORT_VARIABLE = "DEMO_WEBHOOK_PORT"
+DEFAULT_WEBHOOK_PORT = 8091
 STOP_GRACE_S = 15.0  # on top of the workers' drain timeout
 
 
@@ -62,11 +81,19 @@ def say(message: str) -> None:
 # -- checks ----------------------------------------------------------------------------------------
 
 
-def sample_port(environ: dict[str, str]) -> int:
-    raw = environ.get(SAMPLE_PORT_VARIABLE, str(DEFAULT_SAMPLE_PORT)).strip()
+def port_setting(environ: dict[str, str], variable: str, default: int) -> int:
+    raw = environ.get(variable, str(default)).strip()
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise RunError(f"{SAMPLE_PORT_VARIABLE}={raw!r} must be a port number from 1 to 65535")
+        raise RunError(f"{variable}={raw!r} must be a port number from 1 to 65535")
     return int(raw)
+
+
+def sample_port(environ: dict[str, str]) -> int:
+    return port_setting(environ, SAMPLE_PORT_VARIABLE, DEFAULT_SAMPLE_PORT)
+
+
+def webhook_port(environ: dict[str, str]) -> int:
+    return port_setting(environ, WEBHOOK_PORT_VARIABLE, DEFAULT_WEBHOOK_PORT)
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -179,26 +206,60 @@ def demo_admin_key(settings: Settings, path: Path) -> AdminKey | None:
         return None
     if settings.admin_keys:
         return AdminKey(settings.admin_keys[0], "ADMIN_API_KEYS", own=True)
+    key, generated = kept_key(path, _valid_admin_key, "the demo admin key")
+    return AdminKey(key, str(path), generated=generated)
+
+
+def kept_key(path: Path, valid: Callable[[str], bool], what: str) -> tuple[str, bool]:
+    """The random key kept in ``path`` (private, mode 0600), made there when missing or not
+    ``valid``; and whether it was made now."""
     try:
         kept = path.read_text().strip()
     except FileNotFoundError:
         kept = ""
     except OSError as exc:
-        raise RunError(f"cannot read the demo admin key from {path}: {exc}") from None
-    if _valid_admin_key(kept):
+        raise RunError(f"cannot read {what} from {path}: {exc}") from None
+    if valid(kept):
         try:
             os.chmod(path, 0o600)  # however it was left: it stays private
         except OSError as exc:
             raise RunError(f"cannot make {path} private (mode 0600): {exc}") from None
-        return AdminKey(kept, str(path))
+        return kept, False
     key = secrets.token_urlsafe(32)
-    while not _valid_admin_key(key):  # a draw the rules refuse (catk_…) is all but impossible
+    while not valid(key):  # a draw the rules refuse (catk_…) is all but impossible
         key = secrets.token_urlsafe(32)
     try:
         _write_private(path, key + "\n")
     except OSError as exc:
-        raise RunError(f"cannot write the demo admin key to {path}: {exc}") from None
-    return AdminKey(key, str(path), generated=True)
+        raise RunError(f"cannot write {what} to {path}: {exc}") from None
+    return key, True
+
+
+def _valid_signing_key(key: str) -> bool:
+    """Whether the API would take ``key`` as its WEBHOOK_SIGNING_KEY (empty turns webhooks
+    off: not a key)."""
+    if not key:
+        return False
+    try:
+        return load_settings({"WEBHOOK_SIGNING_KEY": key}, None).webhook_signing_key == key
+    except SettingsError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    key: str
+    source: str  # "WEBHOOK_SIGNING_KEY" (the user's own) or the file it is kept in
+    generated: bool = False
+
+
+def demo_signing_key(settings: Settings, path: Path) -> SigningKey:
+    """The webhooks' signing key: the user's WEBHOOK_SIGNING_KEY when set, else the demo's,
+    kept in ``path`` (made there once). Given to the API and the dispatcher only."""
+    if settings.webhooks_enabled:
+        return SigningKey(settings.webhook_signing_key, "WEBHOOK_SIGNING_KEY")
+    key, generated = kept_key(path, _valid_signing_key, "the demo's webhook signing key")
+    return SigningKey(key, str(path), generated)
 
 
 def child_environment(
@@ -245,9 +306,9 @@ class Child:
         await self.process.wait()
 
 
-async def start_child(name: str, script: str, env: dict[str, str]) -> Child:
+async def start_child(name: str, script: str, env: dict[str, str], *args: str) -> Child:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / script), cwd=ROOT, env=env, process_group=0
+        sys.executable, str(ROOT / script), *args, cwd=ROOT, env=env, process_group=0
     )
     return Child(name, process)
 
@@ -267,26 +328,70 @@ class Options:
     def admin_key_path(self) -> Path:
         return self.admin_key_file or self.state_file.with_name(ADMIN_KEY_FILE_NAME)
 
+    @property
+    def signing_key_path(self) -> Path:
+        return self.state_file.with_name(SIGNING_KEY_FILE_NAME)
+
+    @property
+    def webhook_record_path(self) -> Path:
+        return self.state_file.with_name(RECORD_FILE_NAME)
+
 
 async def _demo(
-    settings: Settings, server: SampleServer, options: Options, admin: AdminKey | None
+    settings: Settings,
+    server: SampleServer,
+    receiver: WebhookReceiver,
+    options: Options,
+    admin: AdminKey | None,
+    signing: SigningKey,
 ) -> None:
+    webhook: list[DemoWebhook] = []
     async with aiohttp.ClientSession() as session:
         client = DemoClient(session, api_url(settings))
+
+        async def register_webhook(user_id: str) -> None:
+            try:
+                webhook.append(
+                    await ensure_demo_webhook(
+                        client,
+                        receiver,
+                        user_id,
+                        options.webhook_record_path,
+                        signing_key=signing.key,
+                        keys_on=admin is not None,
+                    )
+                )
+            except DemoWebhookError as exc:
+                raise DemoError(f"the demo webhook: {exc}") from None
+
         summary = await run_demo(
             client,
             server.url,
             options.state_file,
             find_user=database_user_finder(settings.postgres_url),
             admin_key=admin.key if admin is not None else None,
+            before_products=register_webhook,
             ready_timeout_s=options.ready_timeout_s,
             wait_timeout_s=options.wait_timeout_s,
         )
-    print(render(summary, options.state_file), flush=True)
-    say("running; Ctrl-C stops the API, the workers and the sample server")
+        text = render(summary, options.state_file)
+        if webhook:
+            (hook,) = webhook
+            made = "registered now" if hook.registered else "registered by an earlier run"
+            text += (
+                f"\nWebhooks: the demo endpoint {hook.url} (webhook {hook.webhook_id}, {made}) "
+                "receives every event of the demo user, signed (Standard Webhooks); it lists "
+                f"what it verified at http://127.0.0.1:{receiver.port}/ and the API lists the "
+                "attempts:\n"
+                f"  {client.curl(f'/webhooks/{hook.webhook_id}/deliveries')}\n"
+            )
+    print(text, flush=True)
+    say("running; Ctrl-C stops the API, the workers, the webhook dispatcher and the servers")
 
 
-async def run(settings: Settings, port: int, env: dict[str, str], options: Options) -> int:
+async def run(
+    settings: Settings, port: int, hook_port: int, env: dict[str, str], options: Options
+) -> int:
     loop = asyncio.get_running_loop()
     stopping, hurry = asyncio.Event(), asyncio.Event()
 
@@ -312,9 +417,28 @@ async def run(settings: Settings, port: int, env: dict[str, str], options: Optio
         ) from None
     env = child_environment(settings, env, read_dotenv(ROOT / ".env"), server.origin)
     say(f"sample photos on {server.origin}/ (the one source origin opened to the workers)")
+    receiver = WebhookReceiver(hook_port)
     children: list[Child] = []
     status = 0
     try:
+        try:
+            await receiver.start()
+        except OSError as exc:
+            raise RunError(
+                f"cannot receive the demo webhook on 127.0.0.1 port {hook_port} "
+                f"({exc.strerror}): set another, e.g. "
+                f"`{WEBHOOK_PORT_VARIABLE}={hook_port + 1} make run`"
+            ) from None
+        signing = demo_signing_key(settings, options.signing_key_path)
+        if signing.source != "WEBHOOK_SIGNING_KEY":
+            made = "generated into" if signing.generated else "kept in"
+            say(f"webhooks on; their signing key is {made} {signing.source} (mode 0600)")
+        hooks_env = {
+            **env,
+            "WEBHOOK_SIGNING_KEY": signing.key,
+            # The demo receiver is on loopback: a development switch, logged as a warning.
+            "WEBHOOK_ALLOW_LOOPBACK_URLS": "true",
+        }
         # Inside the try: a key that cannot be written stops the sample server too.
         admin = demo_admin_key(settings, options.admin_key_path)
         if admin is None:
@@ -324,11 +448,16 @@ async def run(settings: Settings, port: int, env: dict[str, str], options: Optio
         else:
             made = "generated into" if admin.generated else "kept in"
             say(f"API keys on; the demo's admin key is {made} {admin.source} (mode 0600)")
-        api_env = {**env, **(admin.api_environment() if admin is not None else {})}
+        api_env = {**hooks_env, **(admin.api_environment() if admin is not None else {})}
         children.append(await start_child("the API", "run_api.py", api_env))
         children.append(await start_child("the workers", "run_workers.py", env))
+        children.append(
+            await start_child(
+                "the webhook dispatcher", "run_workers.py", hooks_env, "--role", "webhooks"
+            )
+        )
         say(f"API on {api_url(settings)}; Ctrl-C stops everything")
-        demo = asyncio.create_task(_demo(settings, server, options, admin))
+        demo = asyncio.create_task(_demo(settings, server, receiver, options, admin, signing))
         exits: dict[asyncio.Task[object], Child] = {
             asyncio.create_task(c.process.wait()): c for c in children
         }
@@ -362,6 +491,7 @@ async def run(settings: Settings, port: int, env: dict[str, str], options: Optio
         stopping.set()  # from here on, a signal means hurry
         timeout = settings.worker_shutdown_timeout_seconds + STOP_GRACE_S
         await asyncio.gather(*(c.stop(timeout, hurry) for c in reversed(children)))
+        await receiver.stop()
         await server.stop()
         say("stopped")
     return status
@@ -401,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(environ, ROOT / ".env")
         except SettingsError as exc:
             raise RunError(f"configuration error: {exc}") from None
-        port = sample_port(environ)
+        port, hook_port = sample_port(environ), webhook_port(environ)
         check_ports(
             [
                 Listener("the API", "API_PORT", settings.api_host, settings.api_port),
@@ -412,9 +542,12 @@ def main(argv: list[str] | None = None) -> int:
                     settings.worker_metrics_port,
                 ),
                 Listener("the sample image server", SAMPLE_PORT_VARIABLE, SAMPLE_HOST, port),
+                Listener(
+                    "the demo webhook receiver", WEBHOOK_PORT_VARIABLE, SAMPLE_HOST, hook_port
+                ),
             ]
         )
-        return asyncio.run(run(settings, port, environ, options))
+        return asyncio.run(run(settings, port, hook_port, environ, options))
     except RunError as exc:
         say(str(exc))
         return 1

@@ -47,6 +47,8 @@ from scripts.demo.samples import BY_NAME, ensure_samples
 from scripts.demo.server import SampleServer
 from testkit.workers import ROOT, WorkerProcess
 
+from .conftest import wait_for
+
 pytestmark = pytest.mark.integration
 
 
@@ -421,6 +423,7 @@ def run_all_environment(settings: Settings, **extra: str) -> dict[str, str]:
         ("API_PORT", "the API"),
         ("WORKER_METRICS_PORT", "the workers' /metrics"),
         ("SAMPLE_SERVER_PORT", "the sample image server"),
+        ("DEMO_WEBHOOK_PORT", "the demo webhook receiver"),
     ],
 )
 def test_a_taken_port_stops_run_all_with_one_line(settings, tmp_path, variable, what):
@@ -430,6 +433,7 @@ def test_a_taken_port_stops_run_all_with_one_line(settings, tmp_path, variable, 
         port = taken.getsockname()[1]
         ports = {"API_PORT": str(free_port()), "WORKER_METRICS_PORT": "0"}
         ports["SAMPLE_SERVER_PORT"] = str(free_port())
+        ports["DEMO_WEBHOOK_PORT"] = str(free_port())
         ports[variable] = str(port)
         result = subprocess.run(
             [str(ROOT / "scripts" / "run-all"), "--state-file", str(tmp_path / "demo.json")],
@@ -464,11 +468,12 @@ def children_of(pid: int) -> list[int]:
 async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
     settings, tmp_path, http
 ):
-    api_port, sample_port = free_port(), free_port()
+    api_port, sample_port, hook_port = free_port(), free_port(), free_port()
     env = run_all_environment(
         settings,
         API_PORT=str(api_port),
         SAMPLE_SERVER_PORT=str(sample_port),
+        DEMO_WEBHOOK_PORT=str(hook_port),
         WORKER_METRICS_PORT="0",
         WORKER_PROCESSES="1",
         LOG_FORMAT="json",
@@ -525,8 +530,40 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         )
         assert made_admin_key not in text
 
+        # The demo endpoint, registered before the products were made, received their events,
+        # signed with the secret of the endpoint (the receiver verifies each one).
+        deliveries_curl = None
+        while deliveries_curl is None:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no deliveries line: {output}"
+            raw = await asyncio.wait_for(process.stdout.readline(), remaining)
+            assert raw, f"run-all ended: {(tmp_path / 'run-all.log').read_text()}"
+            output.append(raw.decode())
+            if raw.strip().startswith(b"curl ") and b"/deliveries" in raw:
+                deliveries_curl = raw.decode().strip()
+        text = "".join(output)
+        assert f"the demo endpoint http://127.0.0.1:{hook_port}/webhook" in text
+
+        async def verified_events() -> list[str]:
+            async with http.get(f"http://127.0.0.1:{hook_port}/") as response:
+                received = (await response.json())["received"]
+            kinds = {r["type"] for r in received}
+            return sorted(kinds) if {"product.created", "product.processed"} <= kinds else []
+
+        assert await wait_for(verified_events, timeout_s=60)
+        status, body = await run_curl(deliveries_curl, http)
+        assert status == 200
+        listed = json.loads(body)["deliveries"]
+        assert any(d["state"] == "delivered" for d in listed), listed
+        assert private(tmp_path / "demo-webhook.json")
+        signing_key_file = tmp_path / "demo-webhook-signing-key"
+        assert private(signing_key_file)
+        assert signing_key_file.read_text().strip() not in text
+
         started = children_of(process.pid)
-        assert len(started) == 2  # the API and the workers; the sample server is in-process
+        # The API, the workers and the webhook dispatcher; the sample server and the demo
+        # webhook receiver are in-process.
+        assert len(started) == 3
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 120) == 0
     finally:
@@ -536,7 +573,7 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         log.close()
     assert not [pid for pid in started if alive(pid)]
     # Every port it listened on is free again.
-    for port in (api_port, sample_port):
+    for port in (api_port, sample_port, hook_port):
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
