@@ -16,17 +16,26 @@ import asyncio
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+
+# The W3C traceparent of the work under way (a request that writes, a job, a webhook delivery:
+# catalogue/tracing.py sets it): every line logged inside it carries its trace id, and every
+# outbox message written inside it carries the header on to Kafka (db/outbox.py).
+current_traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS}
+    fields = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS}
+    if (traceparent := current_traceparent.get()) is not None:
+        fields["trace_id"] = traceparent[3:35]
+    return fields
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -44,8 +44,8 @@ WITH product AS (
             CASE WHEN cardinality($5::text[]) = 0 THEN 'done' ELSE 'pending' END::processing_status)
     RETURNING *
 ), job AS (
-    INSERT INTO outbox (topic, key, payload)
-    SELECT $7, $8, $9::text::jsonb FROM product WHERE $9::text IS NOT NULL
+    INSERT INTO outbox (topic, key, payload, traceparent)
+    SELECT $7, $8, $9::text::jsonb, $11 FROM product WHERE $9::text IS NOT NULL
 )
 SELECT {COLUMNS} FROM product
 """
@@ -115,7 +115,9 @@ async def create_product(
 ) -> asyncpg.Record:
     """Inserts the product under its reserved id with its image entries (JSON text), and, in
     the same statement, its job into the outbox."""
-    topic, key, payload = (job.topic, job.key, job.payload) if job else (None, None, None)
+    topic, key, payload, traceparent = (
+        (job.topic, job.key, job.payload, job.traceparent) if job else (None, None, None, None)
+    )
     try:
         row = await conn.fetchrow(
             _CREATE,
@@ -129,6 +131,7 @@ async def create_product(
             key,
             payload,
             entries,
+            traceparent,
         )
     except asyncpg.ForeignKeyViolationError:
         raise UnknownUser(user_id) from None

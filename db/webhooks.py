@@ -97,12 +97,14 @@ async def queue_deliveries(
     event_id: str,
     event_type: str,
     body: str,
+    traceparent: str | None,
 ) -> int:
     """One delivery of the event per enabled endpoint of its user subscribed to its type; an
     event seen again (Kafka delivers at least once) queues nothing new. Returns how many."""
     status = await conn.execute(
-        """INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, body, next_attempt_at)
-           SELECT id, $2, $3, $4, now()
+        """INSERT INTO webhook_deliveries
+               (webhook_id, event_id, event_type, body, next_attempt_at, traceparent)
+           SELECT id, $2, $3, $4, now(), $5
              FROM webhooks
             WHERE user_id = $1 AND disabled_at IS NULL AND $3 = ANY (events)
            ON CONFLICT (webhook_id, event_id) DO NOTHING""",
@@ -110,6 +112,7 @@ async def queue_deliveries(
         event_id,
         event_type,
         body,
+        traceparent,
     )
     return int(status.rsplit(" ", 1)[-1])
 
@@ -140,7 +143,7 @@ UPDATE webhook_deliveries d
   FROM due, webhooks w
  WHERE d.id = due.id AND w.id = d.webhook_id
 RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.body, d.attempts, d.created_at,
-          w.url, w.secret_salt, w.disabled_at
+          d.traceparent, w.url, w.secret_salt, w.disabled_at
 """
 
 

@@ -14,6 +14,8 @@ import asyncpg
 from aiohttp import web
 from multidict import istr
 
+from catalogue import tracing
+from config.logging import current_traceparent
 from server.access import Gate, access, answer_with_fields
 from server.errors import ApiError, error_response
 from server.keys import CALLER, REQUEST_ID
@@ -40,6 +42,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_MAX = 128
 _X_REQUEST_ID = istr("X-Request-ID")
 _X_CACHE = istr("X-Cache")
+_TRACEPARENT = istr(tracing.HEADER)
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # An API key pasted into a URL by mistake: logged (and echoed) as its prefix only.
 _KEY_IN_PATH = re.compile(r"catk_[0-9A-Za-z_\-]*")
 
@@ -102,51 +106,64 @@ class RequestObserver:
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = _request_id(request)
-        request[REQUEST_ID] = request_id
-        # None until the gate names one: handlers read it without the KeyError a missing key
-        # costs (~0.5 µs through the request's Mapping.get).
-        request[CALLER] = None
-        gate = self.gate
+        # A write starts the trace of the work it queues (or continues the client's); a read
+        # joins one only when the client sent a traceparent: the cached GET draws no ids.
+        trace = None
+        if (header := request.headers.get(_TRACEPARENT)) is not None or (
+            request.method not in _READS
+        ):
+            trace = current_traceparent.set(tracing.continue_or_start(header))
         try:
-            if gate is None:
-                if self.checks_access:  # fail closed: never serve unchecked with keys on
-                    raise RuntimeError("the access check is not set up (start-up incomplete)")
-                response = await handler(request)
-            elif (fields := gate.admit(request)) is None:
-                response = await access(gate, request, handler)
-            else:
-                response = await answer_with_fields(request, handler, fields)
-        except Exception as exc:
-            # An answer for every failure, in the JSON error shape (the success path pays nothing
-            # for this: no coroutine of its own).
-            response = _error_answer(exc, request, request_id)
-        duration_s = time.perf_counter() - started
-        route = _route_name(request)
-        headers = response.headers
-        headers[_X_REQUEST_ID] = request_id
-        cache = headers.get(_X_CACHE)
-        self.metrics.observe_request(request.method, route, response.status, duration_s, cache)
-        if log.isEnabledFor(logging.INFO):
-            # Who sent it, by public ids only (never a key or anything derived from one): the
-            # gate's caller, None on open routes and with AUTH_MODE=off.
-            caller = request[CALLER]
-            log.info(
-                "http.request",
-                extra={
-                    "method": request.method,
-                    "path": loggable_path(request.path),
-                    "route": route,
-                    "status": response.status,
-                    "duration_ms": round(duration_s * 1000, 3),
-                    "bytes": _body_size(response),
-                    "request_id": request_id,
-                    "cache": cache,
-                    "user_id": caller.user_id if caller is not None else None,
-                    "key_id": caller.key_id if caller is not None else None,
-                },
-            )
-        return response
+            request_id = _request_id(request)
+            request[REQUEST_ID] = request_id
+            # None until the gate names one: handlers read it without the KeyError a missing
+            # key costs (~0.5 µs through the request's Mapping.get).
+            request[CALLER] = None
+            gate = self.gate
+            try:
+                if gate is None:
+                    if self.checks_access:  # fail closed: never serve unchecked with keys on
+                        raise RuntimeError("the access check is not set up (start-up incomplete)")
+                    response = await handler(request)
+                elif (fields := gate.admit(request)) is None:
+                    response = await access(gate, request, handler)
+                else:
+                    response = await answer_with_fields(request, handler, fields)
+            except Exception as exc:
+                # An answer for every failure, in the JSON error shape (the success path pays
+                # nothing for this: no coroutine of its own).
+                response = _error_answer(exc, request, request_id)
+            duration_s = time.perf_counter() - started
+            route = _route_name(request)
+            headers = response.headers
+            headers[_X_REQUEST_ID] = request_id
+            cache = headers.get(_X_CACHE)
+            self.metrics.observe_request(request.method, route, response.status, duration_s, cache)
+            if log.isEnabledFor(logging.INFO):
+                # Who sent it, by public ids only (never a key or anything derived from one):
+                # the gate's caller, None on open routes and with AUTH_MODE=off.
+                caller = request[CALLER]
+                log.info(
+                    "http.request",
+                    extra={
+                        "method": request.method,
+                        "path": loggable_path(request.path),
+                        "route": route,
+                        "status": response.status,
+                        "duration_ms": round(duration_s * 1000, 3),
+                        "bytes": _body_size(response),
+                        "request_id": request_id,
+                        "cache": cache,
+                        "user_id": caller.user_id if caller is not None else None,
+                        "key_id": caller.key_id if caller is not None else None,
+                    },
+                )
+            return response
+        finally:
+            if trace is not None:
+                # aiohttp serves a keep-alive connection's requests in one task: the next
+                # request must not inherit this one's trace.
+                current_traceparent.reset(trace)
 
 
 def _error_answer(exc: Exception, request: web.Request, request_id: str) -> web.StreamResponse:

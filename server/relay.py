@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from catalogue.retry import Backoff, RetryPolicy
 from catalogue.topics import ensure_job_topics
+from catalogue.tracing import kafka_headers
 from config import Settings
 from db import outbox
 
@@ -101,7 +102,12 @@ class OutboxRelay:
             producer = await self._producer()
             started = time.perf_counter()
             sends = [
-                await producer.send(r["topic"], r["payload"].encode(), key=r["key"].encode())
+                await producer.send(
+                    r["topic"],
+                    r["payload"].encode(),
+                    key=r["key"].encode(),
+                    headers=kafka_headers(r["traceparent"]),
+                )
                 for r in rows
             ]
             await asyncio.gather(*sends)

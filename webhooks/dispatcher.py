@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from catalogue import tracing
 from catalogue.retry import Backoff, RetryPolicy
 from catalogue.webhooks import delivery_headers, secret_key
 from config import Settings
@@ -129,6 +130,11 @@ class Dispatcher:
         return done
 
     async def _deliver(self, row: asyncpg.Record) -> None:
+        # A step of the trace of the change that made the event: its attempt's line carries it.
+        with tracing.within(tracing.next_step(row["traceparent"])):
+            await self._attempt(row)
+
+    async def _attempt(self, row: asyncpg.Record) -> None:
         if row["disabled_at"] is not None:
             async with self.db.acquire() as conn:
                 await webhooks.fail_pending_of_disabled(conn, row["id"])

@@ -11,6 +11,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from catalogue import tracing
 from catalogue.events import PoisonEvent, decode_event
 from catalogue.retry import Backoff, RetryPolicy
 from db import webhooks
@@ -84,6 +85,7 @@ class EventFanout:
                     event_id=event.id,
                     event_type=event.type,
                     body=event.webhook_body(),
+                    traceparent=tracing.from_kafka_headers(message.headers),
                 )
         if queued:
             log.info("webhook.deliveries_queued", extra={"deliveries": queued})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -446,3 +447,69 @@ def test_the_webhooks_role_without_a_signing_key_exits_2_naming_it(settings):
     assert process.process.wait(timeout=60) == 2
     assert "WEBHOOK_SIGNING_KEY" in process.log()
     process.stop()
+
+
+# -- one trace per product -------------------------------------------------------------------------
+
+
+def lines_of(log: str) -> list[dict[str, Any]]:
+    parsed = []
+    for line in log.splitlines():
+        with contextlib.suppress(ValueError):
+            if isinstance(value := json.loads(line), dict):
+                parsed.append(value)
+    return parsed
+
+
+async def test_one_trace_runs_from_the_request_through_the_worker_to_the_webhook(
+    api, hook_settings, receivers
+):
+    """The client's traceparent: the API continues it, the job and the event carry it through
+    the outbox and Kafka, and every worker line of the product's job and the dispatcher's
+    attempt line carry its trace id."""
+    _, headers = await new_user(api)
+    endpoint = await receiver(receivers)
+    await register(api, headers, endpoint.url, events=["product.processed"])
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+    images = ImageServer()
+    images.routes["/img/traced.jpg"] = imagegen.photo_jpeg(320, 240)
+    await images.start()
+    worker = WorkerProcess(hook_settings.replace(image_allow_loopback_sources=True))
+    try:
+        with dispatcher(hook_settings) as hooks:
+            product_id = await create(
+                api,
+                {**headers, "traceparent": traceparent},
+                product_images=[images.url("/img/traced.jpg")],
+            )
+            await wait_for(lambda: _at_least(endpoint, 1), timeout_s=DEADLINE_S * 2)
+
+            def attempt_logged() -> list[dict[str, Any]]:
+                return [
+                    line for line in lines_of(hooks.log()) if line["event"] == "webhook.attempt"
+                ]
+
+            (attempt,) = await wait_for(_async(attempt_logged), timeout_s=DEADLINE_S)
+    finally:
+        assert worker.stop() == 0
+        await images.stop()
+
+    assert attempt["trace_id"] == trace_id
+    job_lines = [
+        line
+        for line in lines_of(worker.log())
+        if str(line.get("product_id")) == product_id and line["event"].startswith("job.")
+    ]
+    assert {line["event"] for line in job_lines} >= {"job.received"}
+    assert all(line.get("trace_id") == trace_id for line in job_lines), job_lines
+    stage_lines = [line for line in lines_of(worker.log()) if line.get("trace_id") == trace_id]
+    assert len(stage_lines) > len(job_lines)  # the image stages' lines too
+
+
+def _async(function: Any) -> Any:
+    async def call() -> Any:
+        return function()
+
+    return call

@@ -154,9 +154,10 @@ class Products:
         )
         return self.row(product_id)
 
-    async def execute(self, sql: str, *args: str) -> None:
+    async def execute(self, sql: str, *args: str | None) -> None:
         assert sql.startswith("INSERT INTO outbox")
-        self.outbox.append(cast(tuple[str, str, str], args))
+        topic, key, payload, _traceparent = args
+        self.outbox.append(cast(tuple[str, str, str], (topic, key, payload)))
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Products]:
