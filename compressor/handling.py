@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol, TypeVar
 
-from catalogue import tracing
+from catalogue import spans, tracing
 from catalogue.jobs import DeleteObjects, ImageJob, Job, PoisonJob, decode_job
 from compressor.consumer import Message
 from compressor.dead_letters import DeadLetters
@@ -36,7 +36,8 @@ class JobHandler:
     async def __call__(self, message: Message) -> None:
         # The job's work is a step of the trace that queued it (a job without one, say from
         # kcat, starts its own): every line it logs, and what it writes to the outbox, carry it.
-        with tracing.within(tracing.next_step(tracing.from_kafka_headers(message.headers))):
+        parent = tracing.from_kafka_headers(message.headers)
+        with spans.step("job", parent, "consumer", partition=message.partition):
             await self._handle(message)
 
     async def _handle(self, message: Message) -> None:

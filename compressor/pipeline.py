@@ -21,8 +21,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from catalogue import spans
 from catalogue.fingerprint import settings_fingerprint
 from catalogue.images import image_key
 from catalogue.jobs import ImageJob
@@ -37,6 +39,7 @@ from compressor.results import SUPERSEDED, ImageResult, ProductResults, Recorded
 from compressor.stages import Stage
 from compressor.storage import public_url
 from config import Settings
+from config.logging import current_traceparent
 
 log = logging.getLogger("compressor")
 T = TypeVar("T")
@@ -254,7 +257,7 @@ class Pipeline:
         download, compress = self.stages["download"], self.stages["compress"]
         await download.acquire()
         try:
-            with self.metrics.stage_seconds.labels("download").time():
+            with self.metrics.stage_seconds.labels("download").time(), _stage("image.download"):
                 downloaded = await self.downloader.fetch(source)
             log.info(
                 "image.downloaded",
@@ -269,7 +272,7 @@ class Pipeline:
             download.release()
         try:
             started = time.perf_counter()
-            with self.metrics.stage_seconds.labels("compress").time():
+            with self.metrics.stage_seconds.labels("compress").time(), _stage("image.compress"):
                 image = await self.pool.compress(downloaded.data, self.options)
         finally:
             compress.release()
@@ -294,11 +297,12 @@ class Pipeline:
         """Every rendition stored, each under its content-addressed key, at most
         --upload-concurrency objects at a time across all jobs."""
         started = time.perf_counter()
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._stored(product_id, rendition, uploads))
-                for rendition in image.renditions
-            ]
+        with _stage("image.upload"):
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._stored(product_id, rendition, uploads))
+                    for rendition in image.renditions
+                ]
         renditions = tuple(task.result() for task in tasks)
         shown = _shown(renditions)
         log.info(
@@ -331,6 +335,11 @@ class Pipeline:
             "format": rendition.format,
             "bytes": len(rendition.data),
         }
+
+
+def _stage(name: str) -> AbstractContextManager[spans.Note]:
+    """One image stage as a step of the job's trace (a span with an exporter)."""
+    return spans.step(name, current_traceparent.get())
 
 
 class Stored(NamedTuple):

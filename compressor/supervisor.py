@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from catalogue import cache as product_cache
+from catalogue import spans
 from catalogue.cache_repair import CacheRepairs
 from catalogue.product_json import render_product
 from catalogue.retry import RetryPolicy, retry
@@ -95,6 +96,7 @@ class Supervisor:
             loop.add_signal_handler(signum, self.stop)
         await ensure_topics_until_kafka_answers(self.settings)
         async with AsyncExitStack() as resources:
+            resources.callback(spans.configure(self.settings, "catalogue-worker"))
             pipeline, results = await self._pipeline(resources)
             consumer = await self._consumer(resources, pipeline, results)
             log.info(

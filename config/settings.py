@@ -210,6 +210,13 @@ class Settings:
         parse.float_between(0.05, 3600),
         "Fallback poll of the outbox when no NOTIFY arrives.",
     )
+    otel_exporter_otlp_endpoint: str = _env_field(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        parse.optional_url,
+        "OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318): spans of each "
+        "product's work are exported to its /v1/traces; empty exports nothing and costs nothing.",
+    )
     log_level: str = _env_field(
         "LOG_LEVEL", "info", parse.choice("debug", "info", "warning", "error"), "Log level."
     )

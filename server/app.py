@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from catalogue import cache as product_cache
+from catalogue import spans
 from catalogue.cache_repair import CacheRepairs
 from catalogue.product_json import render_product
 from config import Settings
@@ -60,6 +61,14 @@ log = logging.getLogger(__name__)
 # How long shutdown waits for the relay's batch in progress before cancelling it: longer than a
 # batch may take, since a batch cancelled after Kafka's acknowledgement is published again.
 RELAY_STOP_TIMEOUT_S = BATCH_TIMEOUT_S + 1.0
+
+
+async def span_export(app: web.Application) -> AsyncIterator[None]:
+    """OpenTelemetry spans of this process, when OTEL_EXPORTER_OTLP_ENDPOINT is set: first in,
+    last out, so what the other contexts do on the way down is still exported."""
+    shutdown = spans.configure(app[SETTINGS], "catalogue-api")
+    yield
+    await asyncio.to_thread(shutdown)  # the last batch goes out over HTTP: off the loop
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -197,6 +206,7 @@ def create_app(settings: Settings) -> web.Application:
     log_open_access(log, settings)
     app.cleanup_ctx.extend(
         [
+            span_export,
             database,
             redis_cache,
             local_cache,

@@ -14,8 +14,7 @@ import asyncpg
 from aiohttp import web
 from multidict import istr
 
-from catalogue import tracing
-from config.logging import current_traceparent
+from catalogue import spans, tracing
 from server.access import Gate, access, answer_with_fields
 from server.errors import ApiError, error_response
 from server.keys import CALLER, REQUEST_ID
@@ -108,11 +107,18 @@ class RequestObserver:
         started = time.perf_counter()
         # A write starts the trace of the work it queues (or continues the client's); a read
         # joins one only when the client sent a traceparent: the cached GET draws no ids.
-        trace = None
+        # With an exporter (OTEL_EXPORTER_OTLP_ENDPOINT) the request is a span too.
+        step = None
         if (header := request.headers.get(_TRACEPARENT)) is not None or (
             request.method not in _READS
         ):
-            trace = current_traceparent.set(tracing.continue_or_start(header))
+            step = spans.step(
+                f"{request.method} {_route_name(request)}",
+                tracing.parse(header),
+                "server",
+                **{"http.request.method": request.method},
+            )
+            note = step.__enter__()
         try:
             request_id = _request_id(request)
             request[REQUEST_ID] = request_id
@@ -158,12 +164,14 @@ class RequestObserver:
                         "key_id": caller.key_id if caller is not None else None,
                     },
                 )
+            if step is not None:
+                note(**{"http.response.status_code": response.status})
             return response
         finally:
-            if trace is not None:
+            if step is not None:
                 # aiohttp serves a keep-alive connection's requests in one task: the next
-                # request must not inherit this one's trace.
-                current_traceparent.reset(trace)
+                # request must not inherit this one's trace (the step resets it).
+                step.__exit__(None, None, None)
 
 
 def _error_answer(exc: Exception, request: web.Request, request_id: str) -> web.StreamResponse:

@@ -14,15 +14,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from prometheus_client import Counter
 
+from catalogue import spans
 from catalogue.retry import Backoff, RetryPolicy
 from catalogue.topics import ensure_job_topics
 from catalogue.tracing import kafka_headers
 from config import Settings
+from config.logging import current_traceparent
 from db import outbox
 
 log = logging.getLogger(__name__)
@@ -101,15 +104,7 @@ class OutboxRelay:
                 return 0
             producer = await self._producer()
             started = time.perf_counter()
-            sends = [
-                await producer.send(
-                    r["topic"],
-                    r["payload"].encode(),
-                    key=r["key"].encode(),
-                    headers=kafka_headers(r["traceparent"]),
-                )
-                for r in rows
-            ]
+            sends = [await self._send(producer, r) for r in rows]
             await asyncio.gather(*sends)
             await outbox.delete(conn, [r["id"] for r in rows])
         self.published.inc(len(rows))
@@ -118,6 +113,23 @@ class OutboxRelay:
             extra={"jobs": len(rows), "ms": round((time.perf_counter() - started) * 1000, 2)},
         )
         return len(rows)
+
+    @staticmethod
+    async def _send(producer: Any, row: asyncpg.Record) -> asyncio.Future[Any]:
+        """Queues one row with the producer; a row of a trace is a step of it (a span with an
+        exporter), and its header names that step, so the consumer's work is its child."""
+        if row["traceparent"] is None:
+            return await producer.send(
+                row["topic"], row["payload"].encode(), key=row["key"].encode()
+            )
+        topic = row["topic"]
+        with spans.step("outbox.publish", row["traceparent"], "producer", topic=topic):
+            return await producer.send(
+                topic,
+                row["payload"].encode(),
+                key=row["key"].encode(),
+                headers=kafka_headers(current_traceparent.get()),
+            )
 
     async def drain(self) -> int:
         total = 0

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from catalogue import tracing
+from catalogue import spans
 from catalogue.retry import Backoff, RetryPolicy
 from catalogue.webhooks import delivery_headers, secret_key
 from config import Settings
@@ -131,7 +131,13 @@ class Dispatcher:
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         # A step of the trace of the change that made the event: its attempt's line carries it.
-        with tracing.within(tracing.next_step(row["traceparent"])):
+        with spans.step(
+            "webhook.deliver",
+            row["traceparent"],
+            "client",
+            webhook_id=row["webhook_id"],
+            event_type=row["event_type"],
+        ):
             await self._attempt(row)
 
     async def _attempt(self, row: asyncpg.Record) -> None:

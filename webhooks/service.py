@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from catalogue import spans
 from catalogue.retry import RetryPolicy, retry
 from catalogue.topics import ensure_job_topics
 from catalogue.webhooks import url_policy
@@ -50,6 +51,7 @@ class WebhookService:
         )
         wake = asyncio.Event()
         async with AsyncExitStack() as resources:
+            resources.callback(spans.configure(settings, "catalogue-webhooks"))
             enter = resources.enter_async_context
             db = await enter(await create_pool(settings, min_size=1))
             session = await enter(create_session(settings))

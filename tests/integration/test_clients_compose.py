@@ -18,8 +18,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"postgres", "redis", "kafka", "minio", "minio-init", "migrate", "api", "workers"}
-APP_SERVICES = ("migrate", "api", "workers")
+SERVICES = {
+    *("postgres", "redis", "kafka", "minio", "minio-init"),
+    *("migrate", "api", "workers", "webhooks"),
+}
+APP_SERVICES = ("migrate", "api", "workers", "webhooks")
 
 
 @pytest.fixture(scope="module")
