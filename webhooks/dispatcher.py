@@ -201,6 +201,8 @@ class Dispatcher:
                             extra={"webhook_id": row["webhook_id"], "reason": DISABLED_REASON},
                         )
                 return
+            except asyncpg.ForeignKeyViolationError:
+                return  # the endpoint was deleted meanwhile, its deliveries with it
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if time.monotonic() >= deadline:
                     log.error(

@@ -517,3 +517,30 @@ def _async(function: Any) -> Any:
         return function()
 
     return call
+
+
+async def test_an_endpoint_deleted_during_an_attempt_leaves_nothing_behind(
+    api, hook_settings, receivers, db
+):
+    _, headers = await new_user(api)
+    hanging = await receiver(receivers, hang=True)
+    hook = await register(api, headers, hanging.url, events=["product.created"])
+
+    with dispatcher(hook_settings) as hooks:
+        await create(api, headers)
+        await wait_for(lambda: _at_least(hanging, 1), timeout_s=DEADLINE_S)
+        deleted = await api.delete(f"/webhooks/{hook['webhook_id']}", headers=headers)
+        assert deleted.status == 204
+        hanging._release.set()  # the attempt ends now, its delivery gone
+
+        def attempt_ended() -> bool:
+            return any(
+                line["event"] == "webhook.attempt" and str(line["webhook_id"]) == hook["webhook_id"]
+                for line in lines_of(hooks.log())
+            )
+
+        await wait_for(_async(attempt_ended), timeout_s=DEADLINE_S)
+        assert hooks.process.poll() is None
+    assert "webhook.record_failed" not in hooks.log()
+    left = "SELECT count(*) FROM webhook_attempts WHERE webhook_id = $1"
+    assert await db.fetchval(left, int(hook["webhook_id"])) == 0
