@@ -210,6 +210,12 @@ class Settings:
         parse.float_between(0.05, 3600),
         "Fallback poll of the outbox when no NOTIFY arrives.",
     )
+    sse_max_streams: int = _env_field(
+        "SSE_MAX_STREAMS",
+        1000,
+        parse.int_between(1, 1_000_000),
+        "Open GET /products/{id}/events streams per API process; one more is answered 503.",
+    )
     log_level: str = _env_field(
         "LOG_LEVEL", "info", parse.choice("debug", "info", "warning", "error"), "Log level."
     )
