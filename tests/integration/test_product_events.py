@@ -37,6 +37,7 @@ from testkit.serving import stop, wait_until_answering
 from .conftest import ROOT, wait_for
 from .test_api_access import ADMIN, _comparable, access_api, create_product, new_user
 from .test_api_access_processes import free_port
+from .test_api_misc import check_against_spec, spec  # noqa: F401 (spec: the document)
 
 pytestmark = pytest.mark.integration
 
@@ -375,6 +376,21 @@ async def test_with_public_reads_anyone_streams_a_product(settings):
             assert (await events.next()).event == "product"
 
 
+async def test_the_answers_match_the_openapi_document(api, spec, user):  # noqa: F811
+    path = "/products/{product_id}/events"
+    product_id = await new_product(api, user)
+    async with api.get(f"/products/{product_id}/events") as response:
+        await check_against_spec(spec, response, "get", path)
+    for url, headers in [
+        (f"/products/{product_id + 1_000_000}/events", {}),
+        ("/products/nope/events", {}),
+        (f"/products/{product_id}/events", {"Last-Event-ID": "x"}),
+    ]:
+        response = await api.get(url, headers=headers)
+        assert response.status in (400, 404)
+        await check_against_spec(spec, response, "get", path)
+
+
 # -- resources: subscriptions freed, streams bounded, shutdown prompt -----------------------------
 
 
@@ -470,16 +486,16 @@ async def test_a_real_api_process_streams_a_change_made_through_another_and_stop
 ):
     url, process = api_process
     product_id = await new_product(api, user)
-    async with aiohttp.ClientSession() as http:
-        async with streaming(http, f"{url}/products/{product_id}/events") as (_, events):
-            await events.next()
-            patched = await api.patch(f"/products/{product_id}", json={"product_name": "moved"})
-            assert patched.status == 200
-            assert orjson.loads((await events.next()).data)["product_name"] == "moved"
-            # SIGTERM: the stream ends and the process exits well within run_api.py's 10 s
-            # shutdown timeout (and the 15 s keep-alive).
-            started = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            await events.end(timeout_s=8)
+    stream_url = f"{url}/products/{product_id}/events"
+    async with aiohttp.ClientSession() as http, streaming(http, stream_url) as (_, events):
+        await events.next()
+        patched = await api.patch(f"/products/{product_id}", json={"product_name": "moved"})
+        assert patched.status == 200
+        assert orjson.loads((await events.next()).data)["product_name"] == "moved"
+        # SIGTERM: the stream ends and the process exits well within run_api.py's 10 s
+        # shutdown timeout (and the 15 s keep-alive).
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        await events.end(timeout_s=8)
     await asyncio.to_thread(process.wait, 8)
     assert time.monotonic() - started < 8
