@@ -217,6 +217,12 @@ class Settings:
         "OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318): spans of each "
         "product's work are exported to its /v1/traces; empty exports nothing and costs nothing.",
     )
+    sse_max_streams: int = _env_field(
+        "SSE_MAX_STREAMS",
+        1000,
+        parse.int_between(1, 1_000_000),
+        "Open GET /products/{id}/events streams per API process; one more is answered 503.",
+    )
     log_level: str = _env_field(
         "LOG_LEVEL", "info", parse.choice("debug", "info", "warning", "error"), "Log level."
     )

@@ -27,7 +27,7 @@ from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
 from server.change_feed import listen_for_product_changes
-from server.handlers import changes, health, images, products, renditions, users, webhooks
+from server.handlers import changes, events, health, images, products, renditions, users, webhooks
 from server.invalidation import listen_for_invalidations
 from server.keys import (
     ACCOUNTS,
@@ -38,6 +38,7 @@ from server.keys import (
     METRICS,
     OBSERVER,
     PRODUCT_CHANGES,
+    PRODUCT_EVENTS,
     PRODUCT_READS,
     PRODUCT_WRITES,
     RELAY,
@@ -50,6 +51,7 @@ from server.metrics import ApiMetrics
 from server.middleware import RequestObserver
 from server.openapi import openapi_json
 from server.product_changes import ProductChanges
+from server.product_events import ProductEvents
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 from server.rate_limits import RateLimiter
@@ -95,13 +97,24 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
         max_items=settings.local_cache_max_items,
         feeds=(REDIS, POSTGRES),
     )
+    hub = app[PRODUCT_EVENTS]  # the feeds wake the event streams too
     tasks = [
-        _supervised(listen_for_invalidations(settings.redis_url, local), "cache-invalidations"),
-        _supervised(listen_for_product_changes(settings.postgres_url, local), "product-changes"),
+        _supervised(
+            listen_for_invalidations(settings.redis_url, local, hub), "cache-invalidations"
+        ),
+        _supervised(
+            listen_for_product_changes(settings.postgres_url, local, hub), "product-changes"
+        ),
     ]
     yield
     for task in tasks:
         await _cancel(task)
+
+
+async def end_event_streams(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for the requests in progress: the event streams
+    would otherwise hold it for its whole shutdown timeout."""
+    app[PRODUCT_EVENTS].close()
 
 
 async def product_services(app: web.Application) -> AsyncIterator[None]:
@@ -204,6 +217,8 @@ def create_app(settings: Settings) -> web.Application:
     log_sources_opened(log, settings)
     log_webhook_urls_opened(log, settings)
     log_open_access(log, settings)
+    app[PRODUCT_EVENTS] = ProductEvents(max_streams=settings.sse_max_streams)
+    app.on_shutdown.append(end_event_streams)
     app.cleanup_ctx.extend(
         [
             span_export,
@@ -237,6 +252,7 @@ def create_app(settings: Settings) -> web.Application:
     route("PATCH", "/products/{product_id}", changes.patch_product, Access.KEY)
     route("DELETE", "/products/{product_id}", changes.delete_product, Access.KEY)
     route("POST", "/products/{product_id}/reprocess", changes.reprocess_product, Access.KEY)
+    route("GET", "/products/{product_id}/events", events.product_events, Access.READ)
     route("DELETE", "/users/{user_id}", changes.delete_user, Access.KEY)
     route("POST", "/webhooks", webhooks.create_webhook, Access.KEY)
     route("GET", "/webhooks", webhooks.list_webhooks, Access.KEY)

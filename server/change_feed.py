@@ -23,6 +23,7 @@ from catalogue.retry import Backoff
 from db.products import CHANGES_CHANNEL
 from server.invalidation import IDLE_CHECK_S, RESUBSCRIBE_RETRY
 from server.local_cache import POSTGRES, LocalCache
+from server.product_events import ProductEvents
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +33,33 @@ APPLICATION_NAME = "catalogue-change-feed"  # how operators (and tests) tell it 
 PING_TIMEOUT_S = 5.0
 
 
-async def listen_for_product_changes(postgres_url: str, local: LocalCache) -> None:
-    """Runs until cancelled; the local cache counts on this feed only while it is live."""
+async def listen_for_product_changes(
+    postgres_url: str, local: LocalCache, events: ProductEvents | None = None
+) -> None:
+    """Runs until cancelled; the local cache counts on this feed only while it is live.
+    `events`' watchers hear of each change too."""
     resubscribe_backoff = Backoff(RESUBSCRIBE_RETRY)
     while True:
         try:
-            await _subscription(postgres_url, local, resubscribe_backoff)
+            await _subscription(postgres_url, local, resubscribe_backoff, events)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if resubscribe_backoff.failures == 0:
                 log.warning("cache.change_feed_lost", extra={"error": repr(exc)})
         await asyncio.sleep(max(RESUBSCRIBE_RETRY.base_s, resubscribe_backoff.next_delay_s()))
 
 
-async def _subscription(postgres_url: str, local: LocalCache, backoff: Backoff) -> None:
+async def _subscription(
+    postgres_url: str, local: LocalCache, backoff: Backoff, events: ProductEvents | None
+) -> None:
     """One LISTEN connection, until it fails (raises) or is cancelled."""
     lost = asyncio.Event()
 
     def on_change(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
         if isinstance(payload, str) and payload.isdigit():
-            local.invalidate(int(payload))
+            product_id = int(payload)
+            local.invalidate(product_id)
+            if events is not None:
+                events.notify(product_id)
 
     conn = await asyncpg.connect(
         postgres_url,
@@ -61,6 +70,8 @@ async def _subscription(postgres_url: str, local: LocalCache, backoff: Backoff) 
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(CHANGES_CHANNEL, on_change)  # LISTEN has run when it returns
         local.enable(POSTGRES)
+        if events is not None:
+            events.notify_all()  # what was committed while we were away went unheard
         log.info("cache.change_feed_subscribed", extra={"after_failures": backoff.failures})
         backoff.reset()
         while True:

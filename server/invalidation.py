@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from catalogue.cache import INVALIDATION_CHANNEL
 from catalogue.retry import Backoff, RetryPolicy
 from server.local_cache import LocalCache
+from server.product_events import ProductEvents
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,11 @@ SILENCE_LIMIT_S = 2 * IDLE_CHECK_S
 SUBSCRIBE_TIMEOUT_S = 2.0
 
 
-async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
-    """Runs until cancelled; the local cache is on only while the subscription is live."""
+async def listen_for_invalidations(
+    redis_url: str, local: LocalCache, events: ProductEvents | None = None
+) -> None:
+    """Runs until cancelled; the local cache is on only while the subscription is live.
+    `events`' watchers hear of each invalidation too."""
     resubscribe_backoff = Backoff(RESUBSCRIBE_RETRY)
     loop = asyncio.get_running_loop()
     while True:
@@ -43,6 +47,8 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
             # missed, so the local cache stays off until then.
             await _confirmed(pubsub, loop.time() + SUBSCRIBE_TIMEOUT_S)
             local.enable()
+            if events is not None:
+                events.notify_all()  # what was published while we were away went unheard
             log.info(
                 "cache.invalidations_subscribed",
                 extra={"after_failures": resubscribe_backoff.failures},
@@ -58,7 +64,10 @@ async def listen_for_invalidations(redis_url: str, local: LocalCache) -> None:
                     continue
                 last_heard = loop.time()
                 if message["type"] == "message":
-                    local.invalidate(int(message["data"]))
+                    product_id = int(message["data"])
+                    local.invalidate(product_id)
+                    if events is not None:
+                        events.notify(product_id)
         except (RedisError, OSError, ValueError) as exc:  # OSError: ConnectionError, TimeoutError
             if resubscribe_backoff.failures == 0:
                 log.warning("cache.invalidations_lost", extra={"error": repr(exc)})

@@ -13,6 +13,7 @@ from server.auth import Caller
 from server.local_cache import LocalCache
 from server.metrics import ApiMetrics
 from server.product_changes import ProductChanges
+from server.product_events import ProductEvents
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 from server.webhook_registry import WebhookRegistry
@@ -41,3 +42,4 @@ REQUEST_ID = web.RequestKey("request_id", str)
 CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")
 OBSERVER: web.AppKey[RequestObserver] = web.AppKey("observer")
 WEBHOOKS = web.AppKey("webhooks", WebhookRegistry)
+PRODUCT_EVENTS = web.AppKey("product_events", ProductEvents)

@@ -25,11 +25,13 @@ from config import Settings
 from server.body import MAX_BODY_BYTES
 from server.idempotency import HEADER as IDEMPOTENCY_KEY
 from server.idempotency import MAX_KEY_LENGTH
+from server.product_stream import KEEPALIVE_S
 from server.rendition_choice import FORMATS, MAX_WIDTH, MIN_WIDTH
 from server.validation import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
     EMAIL_PATTERN,
+    EVENT_ID_PATTERN,
     ID_PATTERN,
     MAX_DESCRIPTION_LENGTH,
     MAX_EMAIL_LENGTH,
@@ -638,6 +640,59 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ],
         )
     }
+    product_events: Schema = {
+        "get": operation(
+            "getProductEvents",
+            "Follow one product: its JSON as Server-Sent Events each time it changes",
+            {
+                "200": {
+                    "description": "An event stream (text/event-stream, UTF-8): `retry:` once; "
+                    "`event: product` with `id:` the product's version and `data:` its JSON on "
+                    "one line (what getProduct answers), on connect and for each newer version; "
+                    '`event: deleted` with `data: {"product_id": "<id>"}` when the product is '
+                    "deleted, after which the stream ends; a comment line every "
+                    f"{KEEPALIVE_S:g} s while nothing changes.",
+                    "headers": {
+                        "Cache-Control": _header(
+                            "no-cache", {"type": "string", "enum": ["no-cache"]}, required=True
+                        ),
+                        "X-Accel-Buffering": _header(
+                            "no: proxies pass each event on at once",
+                            {"type": "string", "enum": ["no"]},
+                            required=True,
+                        ),
+                    },
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _error("Not an id, or a Last-Event-ID that is not a version, naming it"),
+                "404": _error(
+                    "No such product"
+                    + (", or another user's (unless PRODUCT_READS=public)" if keys else "")
+                ),
+                "503": _error(
+                    "PostgreSQL unavailable, SSE_MAX_STREAMS "
+                    f"({settings.sse_max_streams}) streams already open in this API process, "
+                    "or the process is shutting down: retry shortly",
+                    Retry_After=_RETRY,
+                ),
+            },
+            key="read",
+            description="Access as for getProduct. Every change reaches every API process's "
+            "streams, whichever process or worker made it. The stream also ends when the "
+            "API process shuts down: reconnect with Last-Event-ID (EventSource does).",
+            parameters=[
+                product_id_path,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "The version the client holds (the last event's id): not "
+                    "sent again on connect if it is still current. Empty: none.",
+                    "schema": {"type": "string", "pattern": f"^$|{EVENT_ID_PATTERN}"},
+                },
+            ],
+        )
+    }
     user: Schema = {
         "delete": operation(
             "deleteUser",
@@ -791,6 +846,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/products/{product_id}": product,
             "/products/{product_id}/reprocess": reprocess,
             "/products/{product_id}/images/{n}": product_image,
+            "/products/{product_id}/events": product_events,
             **webhook_paths,
             "/images/{key}": {
                 "get": operation(

@@ -369,6 +369,24 @@ def parse_limit(text: str | None) -> int:
     return int(text)
 
 
+# Last-Event-ID (GET /products/{id}/events): the product version a reconnecting client saw
+# last, as the stream's `id:` fields write it.
+EVENT_ID_PATTERN = "^[0-9]{1,19}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN[1:-1])
+
+
+def parse_last_event_id(text: str | None) -> int | None:
+    """The version a reconnecting client holds; None without one (an empty header is none: an
+    empty `id:` resets a client's last event id)."""
+    if not text:
+        return None
+    if not _EVENT_ID.fullmatch(text):
+        raise bad_request(
+            "Last-Event-ID must be a product version: 1 to 19 digits", "Last-Event-ID"
+        )
+    return int(text)
+
+
 # -- keyset cursor: opaque to clients, it carries the last id of the previous page ---------------
 #
 # The base64url text (unpadded) of `p1:` and the id in decimal, as `encode_cursor` writes it and

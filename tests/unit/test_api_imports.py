@@ -17,6 +17,7 @@ HANDLERS = [
     "server.handlers.users",
     "server.handlers.health",
     "server.handlers.images",
+    "server.handlers.events",
 ]
 UNWANTED = ("aiokafka", "compressor")
 
