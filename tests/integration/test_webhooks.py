@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ async def create(api: Any, headers: dict[str, str], **fields: Any) -> str:
 # -- delivery ------------------------------------------------------------------------------------
 
 
-async def test_an_endpoint_receives_its_users_events_signed_and_in_order(
+async def test_an_endpoint_receives_each_of_its_users_events_once_signed(
     api, hook_settings, receivers
 ):
     user_id, headers = await new_user(api)
@@ -171,14 +172,18 @@ async def test_an_endpoint_receives_its_users_events_signed_and_in_order(
         await wait_for(lambda: _at_least(everything, 3), timeout_s=DEADLINE_S)
         await wait_for(lambda: _at_least(deletions, 1), timeout_s=DEADLINE_S)
 
-    events = everything.events(hook["secret"])
+    # Up to WEBHOOK_ENDPOINT_CONCURRENCY deliveries run at once, so they may arrive in any
+    # order (Standard Webhooks promises none): put them in the order of their events.
+    verified = zip(everything.events(hook["secret"]), everything.received, strict=True)
+    ordered = sorted(verified, key=lambda pair: pair[0]["timestamp"])
+    events = [event for event, _ in ordered]
     assert [e["type"] for e in events] == ["product.created", "product.updated", "product.deleted"]
     assert events[0]["data"]["product_id"] == product_id
     assert events[0]["data"]["user_id"] == user_id
     assert events[1]["data"]["product_name"] == "Floor lamp"
     assert events[2]["data"] == {"product_id": product_id, "user_id": user_id}
     assert all(set(e) == {"type", "timestamp", "data"} for e in events)
-    ids = [headers["webhook-id"] for headers, _ in everything.received]
+    ids = [request[0]["webhook-id"] for _, request in ordered]
     assert len(set(ids)) == 3
     assert all(i.startswith("evt_") for i in ids)
     # The other endpoint's secret is its own: the first one's does not verify its deliveries.
@@ -324,6 +329,7 @@ async def test_a_hanging_endpoint_delays_neither_images_nor_other_endpoints(
     worker = WorkerProcess(worker_settings)
     try:
         with dispatcher(hook_settings.replace(webhook_endpoint_concurrency=1)):
+            started = time.monotonic()
             ids = [
                 await create(api, headers, product_images=[images.url(f"/img/{n}.jpg")])
                 for n in range(count)
@@ -334,7 +340,10 @@ async def test_a_hanging_endpoint_delays_neither_images_nor_other_endpoints(
 
             await wait_for(processed, timeout_s=DEADLINE_S * 2)
             # The hanging endpoint held one request at a time (its concurrency), no more.
-            assert 1 <= len(hanging.received) <= 1 + len(hook_settings.webhook_retry_schedule)
+            # The hanging endpoint held one request at a time (its concurrency), each for the
+            # whole timeout: no more requests than timeouts fit in the time taken, plus one.
+            held_s = hook_settings.webhook_timeout_seconds
+            assert 1 <= len(hanging.received) <= (time.monotonic() - started) / held_s + 1
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         await images.stop()
