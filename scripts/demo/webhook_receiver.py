@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from scripts.demo.loopback import HOST, listen
+
 TOLERANCE_S = 300  # the specification's suggestion: older or newer timestamps are replays
 SECRET_PREFIX = "whsec_"
 KEPT = 50  # deliveries listed by GET /
@@ -94,14 +95,7 @@ class WebhookReceiver:
         app = web.Application()
         app.router.add_get("/", self._index)
         app.router.add_post("/webhook", self._deliver)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, HOST, self.port, reuse_address=True).start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        runner = self._runner = await listen(app, self.port)
         self.port = runner.addresses[0][1]
 
     async def stop(self) -> None:

@@ -497,15 +497,21 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
     try:
         assert process.stdout is not None
         deadline = time.monotonic() + 240
-        curl = None
-        while curl is None:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no curl line: {output} {(tmp_path / 'run-all.log').read_text()}"
-            raw = await asyncio.wait_for(process.stdout.readline(), remaining)
-            assert raw, f"run-all ended: {(tmp_path / 'run-all.log').read_text()}"
-            output.append(raw.decode())
-            if raw.strip().startswith(b"curl "):
-                curl = raw.decode().strip()
+        stderr_log = tmp_path / "run-all.log"
+
+        async def next_curl(also: str = "") -> str:
+            """Reads stdout up to the next `curl …` line holding `also`; returns it."""
+            while True:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"no curl line: {output} {stderr_log.read_text()}"
+                assert process.stdout is not None
+                line = (await asyncio.wait_for(process.stdout.readline(), remaining)).decode()
+                assert line, f"run-all ended: {stderr_log.read_text()}"
+                output.append(line)
+                if line.strip().startswith("curl ") and also in line:
+                    return line.strip()
+
+        curl = await next_curl()
         text = "".join(output)
         assert text.count(" [done] ") == len(DEMO_PRODUCTS), text
         assert f"http://127.0.0.1:{sample_port}/samples/" in text
@@ -532,15 +538,7 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
 
         # The demo endpoint, registered before the products were made, received their events,
         # signed with the secret of the endpoint (the receiver verifies each one).
-        deliveries_curl = None
-        while deliveries_curl is None:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no deliveries line: {output}"
-            raw = await asyncio.wait_for(process.stdout.readline(), remaining)
-            assert raw, f"run-all ended: {(tmp_path / 'run-all.log').read_text()}"
-            output.append(raw.decode())
-            if raw.strip().startswith(b"curl ") and b"/deliveries" in raw:
-                deliveries_curl = raw.decode().strip()
+        deliveries_curl = await next_curl("/deliveries")
         text = "".join(output)
         assert f"the demo endpoint http://127.0.0.1:{hook_port}/webhook" in text
 
