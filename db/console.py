@@ -1,0 +1,48 @@
+"""Queries of the operator console: products across users, by owner, name and status.
+
+Like db/products.py's list query, assembled from constant fragments by which filters are present;
+user input travels only as parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from db.pool import Executor
+from db.products import COLUMNS, like_pattern
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSearch:
+    user_id: int | None = None
+    name_contains: str | None = None
+    status: str | None = None  # a processing_status value
+    limit: int = 50
+
+
+def search_query(search: ProductSearch) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    args: list[Any] = []
+    optional = (
+        (search.user_id, "user_id = ${}"),
+        (
+            None if search.name_contains is None else like_pattern(search.name_contains),
+            "product_name ILIKE ${}",
+        ),
+        (search.status, "processing_status = ${}::processing_status"),
+    )
+    for value, fragment in optional:
+        if value is not None:
+            args.append(value)
+            conditions.append(fragment.format(len(args)))
+    args.append(search.limit)
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    return f"SELECT {COLUMNS} FROM products {where}ORDER BY id DESC LIMIT ${len(args)}", args
+
+
+async def search_products(conn: Executor, search: ProductSearch) -> list[asyncpg.Record]:
+    sql, args = search_query(search)
+    return list(await conn.fetch(sql, *args))

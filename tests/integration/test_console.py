@@ -1,0 +1,194 @@
+"""The operator console over HTTP on the real stack: sign-in, the session cookie, CSRF, the
+products page and its search, and every bad input of its forms."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import redis.asyncio as redis
+
+from server.console.sessions import COOKIE, SESSION_PREFIX
+
+from .console_helpers import csrf_of, running_stack_env, sign_in
+from .test_api_access import ADMIN, ADMIN_KEY, access_api, create_product, new_user
+
+pytestmark = pytest.mark.integration
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    return running_stack_env()
+
+
+def assert_secured(response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value, name
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+async def test_the_sign_in_page_is_html_with_the_security_headers(settings):
+    async with access_api(settings) as api:
+        response = await api.get("/console/sign-in")
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        assert 'type="password" name="admin_key"' in await response.text()
+        assert_secured(response)
+
+
+async def test_pages_without_a_session_send_the_browser_to_sign_in(settings):
+    async with access_api(settings) as api:
+        for path in ("/console", "/console/products"):
+            response = await api.get(path, allow_redirects=False)
+            assert response.status == 303
+        assert response.headers["Location"] == "/console/sign-in"
+        assert_secured(response)
+
+
+async def test_a_bad_key_is_a_401_page_and_no_cookie(settings):
+    async with access_api(settings) as api:
+        _, user_headers = await new_user(api)
+        user_key = user_headers["Authorization"].removeprefix("Bearer ")
+        for key in ("", "adm-wrong", ADMIN_KEY + "x", user_key, "é" * 40):
+            response = await api.post(
+                "/console/sign-in", data={"admin_key": key}, allow_redirects=False
+            )
+            assert response.status == 401, key
+            assert response.content_type == "text/html"
+            assert "not an admin key" in await response.text()
+            assert_secured(response)
+        no_field = await api.post("/console/sign-in", data={}, allow_redirects=False)
+        assert no_field.status == 401
+        assert COOKIE not in {cookie.key for cookie in api.session.cookie_jar}
+
+
+async def test_signing_in_sets_a_strict_http_only_cookie_whose_hash_alone_is_stored(settings):
+    async with access_api(settings) as api:
+        response = await api.post(
+            "/console/sign-in", data={"admin_key": ADMIN_KEY}, allow_redirects=False
+        )
+        assert response.status == 303
+        assert response.headers["Location"] == "/console/products"
+        header = response.headers["Set-Cookie"]
+        assert "HttpOnly" in header
+        assert "SameSite=Strict" in header
+        assert "Path=/console" in header
+        assert "Secure" not in header  # plain HTTP here; Secure under TLS (request.secure)
+        token = response.cookies[COOKIE].value
+        client = redis.Redis.from_url(settings.redis_url)
+        try:
+            stored = [key.decode() async for key in client.scan_iter(match=SESSION_PREFIX + "*")]
+            digest = SESSION_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+            assert digest in stored
+            assert not [key for key in stored if token in key]
+            record = await client.get(digest)
+            assert ADMIN_KEY.encode() not in record
+            assert token.encode() not in record
+            assert 0 < await client.ttl(digest) <= 8 * 3600
+        finally:
+            await client.aclose()
+
+
+async def test_a_sign_in_posted_from_another_origin_is_refused(settings):
+    async with access_api(settings) as api:
+        response = await api.post(
+            "/console/sign-in",
+            data={"admin_key": ADMIN_KEY},
+            headers={"Origin": "https://evil.example"},
+            allow_redirects=False,
+        )
+        assert response.status == 403
+        assert COOKIE not in {cookie.key for cookie in api.session.cookie_jar}
+
+
+async def test_sign_out_needs_the_sessions_csrf_token_and_ends_the_session(settings):
+    async with access_api(settings) as api:
+        csrf = await sign_in(api, ADMIN_KEY)
+        for form in ({}, {"csrf_token": "x" * len(csrf)}, {"csrf_token": csrf[:-1]}):
+            refused = await api.post("/console/sign-out", data=form, allow_redirects=False)
+            assert refused.status == 403, form
+            assert "CSRF" in await refused.text()
+            assert_secured(refused)
+        # Still signed in after the refusals.
+        assert (await api.get("/console/products", allow_redirects=False)).status == 200
+        token = next(c.value for c in api.session.cookie_jar if c.key == COOKIE)
+        out = await api.post("/console/sign-out", data={"csrf_token": csrf}, allow_redirects=False)
+        assert out.status == 303
+        assert out.headers["Location"] == "/console/sign-in"
+        # The record is gone: the old cookie signs nobody in any more.
+        api.session.cookie_jar.update_cookies({COOKIE: token})
+        again = await api.get("/console/products", allow_redirects=False)
+        assert again.status == 303
+        assert (
+            await api.post("/console/sign-out", data={"csrf_token": csrf}, allow_redirects=False)
+        ).status == 401
+
+
+async def test_the_products_page_finds_products_by_user_name_and_status_escaped(settings):
+    async with access_api(settings) as api:
+        user_id, headers = await new_user(api)
+        other_id, other_headers = await new_user(api)
+        mine = await create_product(api, headers, product_name="<script>alert(1)</script> lamp")
+        theirs = await create_product(api, other_headers, product_name="Chair")
+        await sign_in(api, ADMIN_KEY)
+
+        async def shown(**query: str) -> str:
+            response = await api.get("/console/products", params=query)
+            assert response.status == 200
+            assert_secured(response)
+            return await response.text()
+
+        page = await shown(user_id=user_id)
+        assert f'data-product-id="{mine["product_id"]}"' in page
+        assert f'data-product-id="{theirs["product_id"]}"' not in page
+        assert "<script>alert" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; lamp" in page
+        by_name = await shown(name="chai")
+        assert f'data-product-id="{theirs["product_id"]}"' in by_name
+        assert f'data-product-id="{mine["product_id"]}"' not in by_name
+        # Without images a product is done at once.
+        done = await shown(user_id=other_id, status="done")
+        assert f'data-product-id="{theirs["product_id"]}"' in done
+        assert f'data-product-id="{theirs["product_id"]}"' not in await shown(
+            user_id=other_id, status="failed"
+        )
+        assert csrf_of(page)  # the sign-out form on every page
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"user_id": "abc"}, "user_id"),
+        ({"user_id": "0"}, "user_id"),
+        ({"user_id": "9" * 30}, "user_id"),
+        ({"status": "bogus"}, "status"),
+        ({"name": "n" * 201}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_bad_search_fields_are_a_400_page_naming_the_field(settings, query, field):
+    async with access_api(settings) as api:
+        await sign_in(api, ADMIN_KEY)
+        response = await api.get("/console/products", params=query)
+        assert response.status == 400
+        assert response.content_type == "text/html"
+        assert field in await response.text()
+        assert_secured(response)
+
+
+async def test_the_console_is_not_in_the_api_document(settings):
+    async with access_api(settings) as api:
+        document = await (await api.get("/openapi.json")).json()
+        assert not [path for path in document["paths"] if path.startswith("/console")]
+        # The bearer key of the API does not open console pages: they take the session only.
+        response = await api.get("/console/products", headers=ADMIN, allow_redirects=False)
+        assert response.status == 303
