@@ -97,12 +97,20 @@ async def test_signing_in_sets_a_strict_http_only_cookie_whose_hash_alone_is_sto
             await client.aclose()
 
 
-async def test_a_sign_in_posted_from_another_origin_is_refused(settings):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+async def test_a_sign_in_posted_from_another_site_is_refused(settings, headers):
     async with access_api(settings) as api:
         response = await api.post(
             "/console/sign-in",
             data={"admin_key": ADMIN_KEY},
-            headers={"Origin": "https://evil.example"},
+            headers=headers,
             allow_redirects=False,
         )
         assert response.status == 403
