@@ -46,3 +46,17 @@ def search_query(search: ProductSearch) -> tuple[str, list[Any]]:
 async def search_products(conn: Executor, search: ProductSearch) -> list[asyncpg.Record]:
     sql, args = search_query(search)
     return list(await conn.fetch(sql, *args))
+
+
+_WEBHOOKS = """SELECT id, user_id, url, events, created_at, last_success_at, disabled_at,
+                      disabled_reason
+                 FROM webhooks {where} ORDER BY id DESC LIMIT ${limit}"""
+
+
+async def search_webhooks(conn: Executor, user_id: int | None, limit: int) -> list[asyncpg.Record]:
+    """Endpoints, newest first, of one user or of all (never their secrets' salts)."""
+    if user_id is None:
+        return list(await conn.fetch(_WEBHOOKS.format(where="", limit=1), limit))
+    return list(
+        await conn.fetch(_WEBHOOKS.format(where="WHERE user_id = $1", limit=2), user_id, limit)
+    )

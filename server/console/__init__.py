@@ -36,4 +36,5 @@ def add_console(app: web.Application) -> None:
     add("POST", "/console/sign-in", signed_out(pages.sign_in))
     add("POST", "/console/sign-out", signed_in(pages.sign_out))
     add("GET", "/console/products", signed_in(pages.products))
+    add("GET", "/console/webhooks", signed_in(pages.webhooks))
     add("GET", "/console/static/console.css", signed_out(pages.stylesheet))

@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from catalogue.product_json import product_dict
-from db.console import ProductSearch, search_products
+from db.console import ProductSearch, search_products, search_webhooks
+from db.webhooks import recent_deliveries
 from server.auth import InvalidToken
 from server.console import templates
 from server.console.sessions import COOKIE, Session, Sessions, clear_cookie, set_cookie
@@ -175,6 +177,30 @@ async def products(request: web.Request) -> web.StreamResponse:
         templates.products_page(
             shown, [product_dict(row) for row in rows], csrf=request[SESSION].csrf
         )
+    )
+
+
+WEBHOOKS_SHOWN = 50
+DELIVERIES_SHOWN = 10
+
+
+async def webhooks(request: web.Request) -> web.StreamResponse:
+    """Endpoints (of one user, or the newest of all) with their newest deliveries."""
+    query = request.rel_url.query
+    for field in query:
+        if field != "user_id":
+            raise bad_request(f"unknown search field {field!r}", field)
+    user_id = parse_id(query["user_id"], "user_id") if query.get("user_id") else None
+    cards = []
+    async with connection(request) as conn:
+        for hook in await search_webhooks(conn, user_id, WEBHOOKS_SHOWN):
+            deliveries = [
+                {**dict(row), "attempt_list": orjson.loads(row["attempt_list"])}
+                for row in await recent_deliveries(conn, hook["id"], DELIVERIES_SHOWN)
+            ]
+            cards.append(templates.webhook_card(dict(hook), deliveries))
+    return html(
+        templates.webhooks_page(query.get("user_id", ""), cards, csrf=request[SESSION].csrf)
     )
 
 

@@ -20,6 +20,7 @@ def page(title: str, body: str, *, csrf: str | None = None) -> str:
     if csrf is not None:
         nav = f"""<nav>
 <a href="/console/products">Products</a>
+<a href="/console/webhooks">Webhooks</a>
 <form method="post" action="/console/sign-out" class="inline">{csrf_field(csrf)}
 <button type="submit" data-testid="sign-out">Sign out</button></form>
 </nav>"""
@@ -115,3 +116,45 @@ def products_page(
 ) -> str:
     cards = "".join(product_card(p) for p in products) or '<p class="muted">no products</p>'
     return page("Products", _search_form(query) + cards, csrf=csrf)
+
+
+def _attempts(attempts: Sequence[Mapping[str, Any]]) -> str:
+    if not attempts:
+        return '<span class="muted">no attempt yet</span>'
+    last = attempts[-1]
+    outcome = last["status_code"] if last["status_code"] is not None else last["error"]
+    return f"#{esc(last['attempt'])}: {esc(outcome)} ({esc(last['duration_ms'])} ms)"
+
+
+def _deliveries(deliveries: Sequence[Mapping[str, Any]]) -> str:
+    if not deliveries:
+        return '<p class="muted">no deliveries yet</p>'
+    rows = "".join(
+        f"""<tr data-testid="delivery"><td>{esc(d["event_type"])}</td><td>{esc(d["event_id"])}</td>
+<td><span class="status {esc(d["state"])}">{esc(d["state"])}</span></td><td>{esc(d["attempts"])}</td>
+<td>{_attempts(d["attempt_list"])}</td><td>{esc(d["created_at"])}</td></tr>"""
+        for d in deliveries
+    )
+    return f"""<table><thead><tr><th>Event</th><th>Id</th><th>State</th><th>Attempts</th>
+<th>Last attempt</th><th>Queued</th></tr></thead><tbody>{rows}</tbody></table>"""
+
+
+def webhook_card(hook: Mapping[str, Any], deliveries: Sequence[Mapping[str, Any]]) -> str:
+    state = (
+        f'<span class="status failed">disabled: {esc(hook["disabled_reason"])}</span>'
+        if hook["disabled_at"] is not None
+        else '<span class="status done">enabled</span>'
+    )
+    return f"""<section class="product" data-testid="webhook" data-webhook-id="{esc(hook["id"])}">
+<h2>#{esc(hook["id"])} {esc(hook["url"])}</h2>
+<p>user {esc(hook["user_id"])} · events {esc(", ".join(hook["events"]))} · {state}
+ · last success {esc(hook["last_success_at"] or "never")}</p>
+{_deliveries(deliveries)}</section>"""
+
+
+def webhooks_page(user_id: str, cards: Iterable[str], *, csrf: str) -> str:
+    form = f"""<form method="get" action="/console/webhooks" class="search">
+<label>User id <input name="user_id" value="{esc(user_id)}"></label>
+<button type="submit">Search</button></form>"""
+    body = "".join(cards) or '<p class="muted">no webhook endpoints</p>'
+    return page("Webhooks", form + body, csrf=csrf)

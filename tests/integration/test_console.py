@@ -8,10 +8,12 @@ import hashlib
 import pytest
 import redis.asyncio as redis
 
+from db import webhooks as webhooks_db
 from server.console.sessions import COOKIE, SESSION_PREFIX
 
 from .console_helpers import csrf_of, running_stack_env, sign_in
 from .test_api_access import ADMIN, ADMIN_KEY, access_api, create_product, new_user
+from .test_webhooks import SIGNING_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +202,71 @@ async def test_the_console_is_not_in_the_api_document(settings):
         # The bearer key of the API does not open console pages: they take the session only.
         response = await api.get("/console/products", headers=ADMIN, allow_redirects=False)
         assert response.status == 303
+
+
+async def test_the_webhooks_page_shows_endpoints_and_their_recent_deliveries(settings, db):
+    async with access_api(
+        settings, webhook_allow_loopback_urls=True, webhook_signing_key=SIGNING_KEY
+    ) as api:
+        user_id, headers = await new_user(api)
+        other_id, other_headers = await new_user(api)
+        url = "http://127.0.0.1:9/hook?a=1&b=<x>"
+        created = await api.post(
+            "/webhooks", json={"url": url, "events": ["product.processed"]}, headers=headers
+        )
+        assert created.status == 201, await created.text()
+        hook = await created.json()
+        theirs = await api.post(
+            "/webhooks", json={"url": "http://127.0.0.1:9/other"}, headers=other_headers
+        )
+        assert theirs.status == 201
+        # A delivery as the dispatcher queues one for an event, and one failed attempt of it.
+        async with db.acquire() as conn:
+            queued = await webhooks_db.queue_deliveries(
+                conn,
+                user_id=int(user_id),
+                event_id="evt-console-1",
+                event_type="product.processed",
+                body="{}",
+                traceparent=None,
+            )
+            assert queued == 1
+            delivery_id = await conn.fetchval(
+                "SELECT id FROM webhook_deliveries WHERE event_id = 'evt-console-1'"
+            )
+            await webhooks_db.record_attempt(
+                conn,
+                delivery_id=delivery_id,
+                webhook_id=int(hook["webhook_id"]),
+                attempt=1,
+                status_code=None,
+                error="connect: <refused>",
+                duration_ms=1.5,
+                delivered=False,
+                retry_in_s=60,
+            )
+        await sign_in(api, ADMIN_KEY)
+        response = await api.get("/console/webhooks", params={"user_id": user_id})
+        assert response.status == 200
+        assert_secured(response)
+        page = await response.text()
+        assert f'data-webhook-id="{hook["webhook_id"]}"' in page
+        assert "http://127.0.0.1:9/hook?a=1&amp;b=&lt;x&gt;" in page
+        assert 'data-testid="delivery"' in page
+        assert "evt-console-1" in page
+        assert "connect: &lt;refused&gt;" in page
+        assert "secret" not in page.lower()
+        assert f'data-webhook-id="{(await theirs.json())["webhook_id"]}"' not in page
+        everyone = await (await api.get("/console/webhooks")).text()
+        assert f'data-webhook-id="{(await theirs.json())["webhook_id"]}"' in everyone
+        assert other_id
+
+
+@pytest.mark.parametrize(("query", "field"), [({"user_id": "x"}, "user_id"), ({"url": "y"}, "url")])
+async def test_bad_webhook_search_fields_are_a_400_page_naming_the_field(settings, query, field):
+    async with access_api(settings) as api:
+        await sign_in(api, ADMIN_KEY)
+        response = await api.get("/console/webhooks", params=query)
+        assert response.status == 400
+        assert field in await response.text()
+        assert_secured(response)
