@@ -60,3 +60,12 @@ async def search_webhooks(conn: Executor, user_id: int | None, limit: int) -> li
     return list(
         await conn.fetch(_WEBHOOKS.format(where="WHERE user_id = $1", limit=2), user_id, limit)
     )
+
+
+async def product_statuses(conn: Executor, product_ids: list[int]) -> dict[str, str]:
+    """The processing status of each product that still exists, by id as text."""
+    rows = await conn.fetch(
+        "SELECT id, processing_status::text AS status FROM products WHERE id = ANY($1::bigint[])",
+        product_ids,
+    )
+    return {str(row["id"]): row["status"] for row in rows}

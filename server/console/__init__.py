@@ -37,4 +37,8 @@ def add_console(app: web.Application) -> None:
     add("POST", "/console/sign-out", signed_in(pages.sign_out))
     add("GET", "/console/products", signed_in(pages.products))
     add("GET", "/console/webhooks", signed_in(pages.webhooks))
+    add("GET", "/console/dead-letters", signed_in(pages.dead_letters_page))
+    add("POST", "/console/dead-letters/replay", signed_in(pages.replay))
+    add("GET", "/console/products/status", signed_in(pages.statuses))
     add("GET", "/console/static/console.css", signed_out(pages.stylesheet))
+    add("GET", "/console/static/console.js", signed_out(pages.script))

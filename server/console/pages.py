@@ -16,14 +16,14 @@ import orjson
 from aiohttp import web
 
 from catalogue.product_json import product_dict
-from db.console import ProductSearch, search_products, search_webhooks
+from db.console import ProductSearch, product_statuses, search_products, search_webhooks
 from db.webhooks import recent_deliveries
 from server.auth import InvalidToken
-from server.console import templates
+from server.console import dead_letters, templates
 from server.console.sessions import COOKIE, Session, Sessions, clear_cookie, set_cookie
 from server.database import connection
-from server.errors import ApiError, bad_request
-from server.keys import GATE
+from server.errors import ApiError, bad_request, error_response
+from server.keys import GATE, SETTINGS
 from server.validation import parse_id
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ def html(body: str, status: int = 200) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
+def wants_json(request: web.Request) -> bool:
+    """The page's own script asks for JSON; a plain form submission gets HTML."""
+    return request.headers.get("Accept", "").startswith("application/json")
+
+
 def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
@@ -86,6 +91,10 @@ def console_page(
                             raise ApiError(403, "the form's CSRF token is missing or wrong")
                 response = await handler(request)
             except ApiError as error:
+                if wants_json(request):
+                    return secured(
+                        error_response(error.status, error.message, error.details), image_origin
+                    )
                 response = html(
                     templates.error_page(error.status, error.message, csrf=csrf), error.status
                 )
@@ -204,5 +213,62 @@ async def webhooks(request: web.Request) -> web.StreamResponse:
     )
 
 
+MAX_STATUS_IDS = 200
+
+
+async def dead_letters_page(request: web.Request) -> web.StreamResponse:
+    letters = [
+        letter.as_dict() | {"product_id": letter.product_id}
+        for letter in await dead_letters.letters(request.app[SETTINGS])
+    ]
+    ids = sorted({int(shown["product_id"]) for shown in letters if shown["product_id"].isdigit()})
+    async with connection(request) as conn:
+        now = await product_statuses(conn, ids)
+    return html(templates.dead_letters_page(letters, now, csrf=request[SESSION].csrf))
+
+
+async def replay(request: web.Request) -> web.StreamResponse:
+    """Replays one product's letters (product_id) or all (none given)."""
+    form = await request.post()
+    for field in form:
+        if field not in ("csrf_token", "product_id"):
+            raise bad_request(f"unknown form field {field!r}", field)
+    given = form.get("product_id")
+    product_id = None
+    if given is not None:
+        product_id = str(parse_id(given if isinstance(given, str) else None, "product_id"))
+    result = await dead_letters.replay_letters(request.app[SETTINGS], product_id)
+    log.info(
+        "console.replayed",
+        extra={
+            "admin": request[SESSION].admin,
+            "product_id": product_id,
+            "published": result.published,
+            "skipped": result.skipped,
+        },
+    )
+    if wants_json(request):
+        return web.json_response({"published": result.published, "skipped": result.skipped})
+    return redirect("/console/dead-letters")
+
+
+async def statuses(request: web.Request) -> web.StreamResponse:
+    """{product id: processing status} of the listed products that exist: the live view's feed."""
+    query = request.rel_url.query
+    for field in query:
+        if field != "ids":
+            raise bad_request(f"unknown field {field!r}", field)
+    listed = [part for part in query.get("ids", "").split(",") if part]
+    if not listed or len(listed) > MAX_STATUS_IDS:
+        raise bad_request(f"ids must list 1 to {MAX_STATUS_IDS} product ids", "ids")
+    ids = [parse_id(part, "ids") for part in listed]
+    async with connection(request) as conn:
+        return web.json_response(await product_statuses(conn, ids))
+
+
 async def stylesheet(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "console.css")
+
+
+async def script(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "console.js")

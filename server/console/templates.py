@@ -21,6 +21,7 @@ def page(title: str, body: str, *, csrf: str | None = None) -> str:
         nav = f"""<nav>
 <a href="/console/products">Products</a>
 <a href="/console/webhooks">Webhooks</a>
+<a href="/console/dead-letters">Dead letters</a>
 <form method="post" action="/console/sign-out" class="inline">{csrf_field(csrf)}
 <button type="submit" data-testid="sign-out">Sign out</button></form>
 </nav>"""
@@ -158,3 +159,42 @@ def webhooks_page(user_id: str, cards: Iterable[str], *, csrf: str) -> str:
 <button type="submit">Search</button></form>"""
     body = "".join(cards) or '<p class="muted">no webhook endpoints</p>'
     return page("Webhooks", form + body, csrf=csrf)
+
+
+def dead_letters_page(
+    letters: Sequence[Mapping[str, Any]], statuses: Mapping[str, str], *, csrf: str
+) -> str:
+    """The letters with their reasons and their products' current status; replay forms that
+    the page's script posts in the background (and that work as plain forms without it)."""
+
+    def replay_form(product_id: str | None, label: str) -> str:
+        target = (
+            f'<input type="hidden" name="product_id" value="{esc(product_id)}">'
+            if product_id
+            else ""
+        )
+        return f"""<form method="post" action="/console/dead-letters/replay" class="inline" data-replay>
+{csrf_field(csrf)}{target}<button type="submit" data-testid="replay">{esc(label)}</button></form>"""
+
+    rows = "".join(
+        f"""<tr data-testid="dead-letter" data-product-id="{esc(letter["product_id"])}">
+<td>{esc(letter["partition"])}:{esc(letter["offset"])}</td><td>{esc(letter["product_id"])}</td>
+<td>{esc(letter.get("error_class", ""))}: {esc(letter.get("error_message", ""))}</td>
+<td>{esc(letter.get("attempts", ""))}</td>
+<td><span class="status {esc(statuses.get(letter["product_id"], "deleted"))}" data-testid="letter-status"
+ data-product-id="{esc(letter["product_id"])}">{esc(statuses.get(letter["product_id"], "deleted"))}</span></td>
+<td>{replay_form(letter["product_id"], "Replay")}</td></tr>"""
+        for letter in letters
+    )
+    table = (
+        f"""<table><thead><tr><th>Offset</th><th>Product</th><th>Reason</th><th>Attempts</th>
+<th>Status now</th><th></th></tr></thead><tbody>{rows}</tbody></table>"""
+        if rows
+        else '<p class="muted">no dead letters</p>'
+    )
+    return page(
+        "Dead letters",
+        f"""<p>{replay_form(None, "Replay all")} <span data-testid="replay-result" role="status"></span></p>
+{table}<script src="/console/static/console.js"></script>""",
+        csrf=csrf,
+    )

@@ -270,3 +270,80 @@ async def test_bad_webhook_search_fields_are_a_400_page_naming_the_field(setting
         assert response.status == 400
         assert field in await response.text()
         assert_secured(response)
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"product_id": "abc"}, "product_id"),
+        ({"product_id": "0"}, "product_id"),
+        ({"product_id": ""}, "product_id"),
+        ({"topic": "jobs"}, "topic"),
+    ],
+)
+async def test_bad_replay_forms_are_a_400_naming_the_field(settings, form, field):
+    async with access_api(settings) as api:
+        csrf = await sign_in(api, ADMIN_KEY)
+        for accept, kind in (("text/html", "text/html"), ("application/json", "application/json")):
+            response = await api.post(
+                "/console/dead-letters/replay",
+                data={"csrf_token": csrf, **form},
+                headers={"Accept": accept},
+                allow_redirects=False,
+            )
+            assert response.status == 400
+            assert response.content_type == kind
+            assert field in await response.text()
+            assert_secured(response)
+
+
+async def test_a_replay_without_the_csrf_token_is_refused_and_replays_nothing(settings):
+    async with access_api(settings) as api:
+        csrf = await sign_in(api, ADMIN_KEY)
+        for form in ({}, {"csrf_token": csrf + "x"}):
+            response = await api.post(
+                "/console/dead-letters/replay",
+                data=form,
+                headers={"Accept": "application/json"},
+                allow_redirects=False,
+            )
+            assert response.status == 403
+            assert "CSRF" in (await response.json())["message"]
+        api.session.cookie_jar.clear()
+        signed_out = await api.post(
+            "/console/dead-letters/replay", data={"csrf_token": csrf}, allow_redirects=False
+        )
+        assert signed_out.status == 401
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({}, "ids"),
+        ({"ids": ""}, "ids"),
+        ({"ids": "1,x"}, "ids"),
+        ({"ids": ",".join(["1"] * 201)}, "ids"),
+        ({"ids": "1", "more": "2"}, "more"),
+    ],
+)
+async def test_bad_status_queries_are_a_400_naming_the_field(settings, query, field):
+    async with access_api(settings) as api:
+        await sign_in(api, ADMIN_KEY)
+        response = await api.get(
+            "/console/products/status", params=query, headers={"Accept": "application/json"}
+        )
+        assert response.status == 400
+        assert (await response.json())["details"] == {"field": field}
+
+
+async def test_the_status_feed_answers_the_products_that_exist(settings):
+    async with access_api(settings) as api:
+        _, headers = await new_user(api)
+        product = await create_product(api, headers)
+        await sign_in(api, ADMIN_KEY)
+        response = await api.get(
+            "/console/products/status", params={"ids": f"{product['product_id']},999999999"}
+        )
+        assert response.status == 200
+        assert await response.json() == {product["product_id"]: "done"}
+        assert_secured(response)

@@ -9,18 +9,21 @@ Selenium is synchronous: its steps run in a thread, so the API in this loop keep
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from config import Settings
 from server.app import create_app
 from testkit import imagegen
-from testkit.workers import ImageServer, WorkerProcess
+from testkit.workers import ImageServer, WorkerProcess, run_command
 
 from .browser import session_browser, until  # noqa: F401  (the `browser` fixture)
 from .conftest import wait_for
@@ -52,6 +55,9 @@ def console_settings(settings: Settings) -> Settings:
         api_port=port,
         image_public_base_url=f"http://127.0.0.1:{port}/images",
         image_allow_loopback_sources=True,
+        # A failing source is dead-lettered quickly.
+        image_retry_base_seconds=0.05,
+        image_max_attempts=2,
     )
 
 
@@ -164,3 +170,74 @@ async def test_a_wrong_key_in_the_browser_stays_on_the_sign_in_page(
         assert not browser.get_cookies()
 
     await asyncio.to_thread(in_the_browser)
+
+
+async def test_replay_a_dead_letter_from_the_page_and_watch_it_complete_without_reloading(
+    console_api, console_settings, browser
+):
+    api, settings = console_api, console_settings
+    _, headers = await new_user(api)
+    images = ImageServer()
+    images.routes["/flaky.jpg"] = web.Response(status=503, text="busy")
+    await images.start()
+    worker = WorkerProcess(settings)
+    try:
+        created = await api.post(
+            "/products",
+            json={
+                "product_name": "Flaky lamp",
+                "product_price": 3,
+                "product_images": [images.url("/flaky.jpg")],
+            },
+            headers=headers,
+        )
+        product_id = (await created.json())["product_id"]
+
+        async def failed() -> bool:
+            product = await (await api.get(f"/products/{product_id}", headers=ADMIN)).json()
+            return product["processing_status"] == "failed"
+
+        await wait_for(failed, timeout_s=PROCESSING_DEADLINE_S)
+        # The workers' own tool sees the same letter (it now reads through catalogue/).
+        listed = await asyncio.to_thread(
+            run_command, settings, "compressor.dlq", "list", "--json", check=True
+        )
+        keys = [json.loads(line)["key"] for line in listed.stdout.splitlines()]
+        assert product_id in keys
+        images.routes["/flaky.jpg"] = imagegen.photo_jpeg(640, 480)  # the source recovers
+        base = f"http://127.0.0.1:{settings.api_port}"
+
+        def in_the_browser() -> None:
+            sign_in(browser, base, ADMIN_KEY)
+            browser.get(f"{base}/console/dead-letters")
+            row = until(
+                browser,
+                lambda d: d.find_element(
+                    By.CSS_SELECTOR, f'[data-testid=dead-letter][data-product-id="{product_id}"]'
+                ),
+            )
+            assert "503" in row.text
+            status = row.find_element(By.CSS_SELECTOR, "[data-testid=letter-status]")
+            assert status.text == "failed"
+            # A mark on this document: a reload would lose it.
+            browser.execute_script("window.consoleTestMark = 'same page'")
+            row.find_element(By.CSS_SELECTOR, "[data-testid=replay]").click()
+            browser_deadline = PROCESSING_DEADLINE_S
+
+            def completed(d: Any) -> bool:
+                cell = d.find_element(
+                    By.CSS_SELECTOR,
+                    f'[data-testid=dead-letter][data-product-id="{product_id}"] '
+                    "[data-testid=letter-status]",
+                )
+                return cell.text == "done"
+
+            WebDriverWait(browser, browser_deadline, poll_frequency=0.1).until(completed)
+            assert browser.execute_script("return window.consoleTestMark") == "same page"
+            result = browser.find_element(By.CSS_SELECTOR, "[data-testid=replay-result]")
+            assert result.text.startswith("replayed 1")
+
+        await asyncio.to_thread(in_the_browser)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        await images.stop()
