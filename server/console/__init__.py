@@ -10,17 +10,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from server.console import pages
+from server.console.pipeline import PipelineView
 from server.console.sessions import Sessions
 from server.keys import CACHE, SETTINGS
 
 
 async def console_sessions(app: web.Application) -> AsyncIterator[None]:
-    """The sessions, over the product cache's Redis client (one pool for both)."""
+    """The sessions, over the product cache's Redis client (one pool for both), and the
+    pipeline page's view with the HTTP client it scrapes the worker's metrics with."""
     app[pages.SESSIONS] = Sessions(app[CACHE].client)
-    yield
+    app[pages.PIPELINE] = PipelineView(app[SETTINGS])
+    async with aiohttp.ClientSession() as http:
+        app[pages.SCRAPER] = http
+        yield
 
 
 def add_console(app: web.Application) -> None:
@@ -40,5 +46,7 @@ def add_console(app: web.Application) -> None:
     add("GET", "/console/dead-letters", signed_in(pages.dead_letters_page))
     add("POST", "/console/dead-letters/replay", signed_in(pages.replay))
     add("GET", "/console/products/status", signed_in(pages.statuses))
+    add("GET", "/console/pipeline", signed_in(pages.pipeline_page))
+    add("GET", "/console/pipeline.json", signed_in(pages.pipeline_json))
     add("GET", "/console/static/console.css", signed_out(pages.stylesheet))
     add("GET", "/console/static/console.js", signed_out(pages.script))

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from db.console import ProductSearch, product_statuses, search_products, search_
 from db.webhooks import recent_deliveries
 from server.auth import InvalidToken
 from server.console import dead_letters, templates
+from server.console.pipeline import PipelineView
 from server.console.sessions import COOKIE, Session, Sessions, clear_cookie, set_cookie
 from server.database import connection
 from server.errors import ApiError, bad_request, error_response
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SESSIONS: web.AppKey[Sessions] = web.AppKey("console_sessions")
+PIPELINE: web.AppKey[PipelineView] = web.AppKey("console_pipeline")
+SCRAPER: web.AppKey[aiohttp.ClientSession] = web.AppKey("console_scraper")
 SESSION: web.RequestKey[Session] = web.RequestKey("console_session")
 MAX_NAME_LENGTH = 200
 SEARCH_FIELDS = frozenset({"user_id", "name", "status"})
@@ -272,3 +276,12 @@ async def stylesheet(request: web.Request) -> web.StreamResponse:
 
 async def script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "console.js")
+
+
+async def pipeline_page(request: web.Request) -> web.StreamResponse:
+    return html(templates.pipeline_page(csrf=request[SESSION].csrf))
+
+
+async def pipeline_json(request: web.Request) -> web.StreamResponse:
+    """The live view's feed: the worker's numbers and the consumer lag, now."""
+    return web.json_response(await request.app[PIPELINE].snapshot(request.app[SCRAPER]))

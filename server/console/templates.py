@@ -22,6 +22,7 @@ def page(title: str, body: str, *, csrf: str | None = None) -> str:
 <a href="/console/products">Products</a>
 <a href="/console/webhooks">Webhooks</a>
 <a href="/console/dead-letters">Dead letters</a>
+<a href="/console/pipeline">Pipeline</a>
 <form method="post" action="/console/sign-out" class="inline">{csrf_field(csrf)}
 <button type="submit" data-testid="sign-out">Sign out</button></form>
 </nav>"""
@@ -196,5 +197,24 @@ def dead_letters_page(
         "Dead letters",
         f"""<p>{replay_form(None, "Replay all")} <span data-testid="replay-result" role="status"></span></p>
 {table}<script src="/console/static/console.js"></script>""",
+        csrf=csrf,
+    )
+
+
+def pipeline_page(*, csrf: str) -> str:
+    """Filled and refreshed by the page's script from /console/pipeline.json."""
+    return page(
+        "Pipeline",
+        """<p>Worker: <span data-testid="worker"></span> <span class="error" data-testid="worker-error"></span></p>
+<table><tbody>
+<tr><th>Jobs in flight</th><td data-testid="jobs-in-flight"></td></tr>
+<tr><th>Images processed</th><td data-testid="images-total"></td></tr>
+<tr><th>Images/s</th><td data-testid="images-per-s"></td></tr>
+<tr><th>Pool rebuilds</th><td data-testid="pool-rebuilds"></td></tr>
+</tbody></table>
+<h2>Mean latency per stage (ms)</h2><table><tbody data-testid="stages"></tbody></table>
+<h2>Consumer lag per partition</h2><table><tbody data-testid="lag"></tbody></table>
+<p class="muted">Refreshed <span data-testid="refreshed">0</span> times.</p>
+<script src="/console/static/console.js"></script>""",
         csrf=csrf,
     )

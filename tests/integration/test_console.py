@@ -347,3 +347,21 @@ async def test_the_status_feed_answers_the_products_that_exist(settings):
         assert response.status == 200
         assert await response.json() == {product["product_id"]: "done"}
         assert_secured(response)
+
+
+async def test_the_pipeline_feed_names_an_unreachable_worker_and_still_shows_the_lag(settings):
+    async with access_api(settings, worker_metrics_port=9) as api:
+        await sign_in(api, ADMIN_KEY)
+        page = await api.get("/console/pipeline")
+        assert page.status == 200
+        assert_secured(page)
+        assert '<script src="/console/static/console.js">' in await page.text()
+        response = await api.get("/console/pipeline.json", headers={"Accept": "application/json"})
+        assert response.status == 200
+        view = await response.json()
+        assert view["worker"] == "http://127.0.0.1:9/metrics"
+        assert view["worker_error"]
+        assert isinstance(view["lag"], dict)
+        api.session.cookie_jar.clear()
+        signed_out = await api.get("/console/pipeline.json", allow_redirects=False)
+        assert signed_out.status == 303

@@ -58,6 +58,7 @@ def console_settings(settings: Settings) -> Settings:
         # A failing source is dead-lettered quickly.
         image_retry_base_seconds=0.05,
         image_max_attempts=2,
+        worker_metrics_port=free_port(),
     )
 
 
@@ -107,6 +108,8 @@ async def processed_product(api: TestClient, settings: Settings) -> tuple[str, s
 
 
 def sign_in(driver: Any, base: str, key: str) -> None:
+    # The browser is the session's: an earlier test's cookie (cookies ignore the port) goes.
+    driver.delete_all_cookies()
     driver.get(f"{base}/console")
     form = until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=sign-in-form]"))
     form.find_element(By.NAME, "admin_key").send_keys(key)
@@ -236,6 +239,61 @@ async def test_replay_a_dead_letter_from_the_page_and_watch_it_complete_without_
             assert browser.execute_script("return window.consoleTestMark") == "same page"
             result = browser.find_element(By.CSS_SELECTOR, "[data-testid=replay-result]")
             assert result.text.startswith("replayed 1")
+
+        await asyncio.to_thread(in_the_browser)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        await images.stop()
+
+
+async def test_the_pipeline_page_refreshes_the_workers_numbers_and_the_lag_live(
+    console_api, console_settings, browser
+):
+    settings = console_settings
+    images = ImageServer()
+    images.routes["/photo.jpg"] = imagegen.photo_jpeg(640, 480)
+    await images.start()
+    # The worker on the port the console scrapes (WORKER_METRICS_PORT).
+    worker = WorkerProcess(settings, "--metrics-port", str(settings.worker_metrics_port))
+    try:
+        _, headers = await new_user(console_api)
+        created = await console_api.post(
+            "/products",
+            json={
+                "product_name": "Lamp",
+                "product_price": 1,
+                "product_images": [images.url("/photo.jpg")],
+            },
+            headers=headers,
+        )
+        product_id = (await created.json())["product_id"]
+
+        async def done() -> bool:
+            product = await (await console_api.get(f"/products/{product_id}", headers=ADMIN)).json()
+            return product["processing_status"] == "done"
+
+        await wait_for(done, timeout_s=PROCESSING_DEADLINE_S)
+        base = f"http://127.0.0.1:{settings.api_port}"
+
+        def in_the_browser() -> None:
+            sign_in(browser, base, ADMIN_KEY)
+            browser.get(f"{base}/console/pipeline")
+            browser.execute_script("window.consoleTestMark = 'same page'")
+
+            def cell(d: Any, name: str) -> str:
+                text: str = d.find_element(By.CSS_SELECTOR, f"[data-testid={name}]").text
+                return text
+
+            # Two refreshes at least: the numbers are fetched again, not only at load.
+            until(browser, lambda d: int(cell(d, "refreshed") or 0) >= 2)
+            assert float(cell(browser, "images-total")) >= 1
+            assert cell(browser, "worker-error") == ""
+            assert cell(browser, "jobs-in-flight") == "0"
+            lag_rows = browser.find_elements(By.CSS_SELECTOR, "[data-testid=lag] tr")
+            assert len(lag_rows) == settings.kafka_topic_partitions
+            assert all(row.text.endswith(" 0") for row in lag_rows), [r.text for r in lag_rows]
+            assert cell(browser, "stages")  # a mean latency for each stage the image went through
+            assert browser.execute_script("return window.consoleTestMark") == "same page"
 
         await asyncio.to_thread(in_the_browser)
     finally:

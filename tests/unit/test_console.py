@@ -6,6 +6,7 @@ import pytest
 
 from server.app import create_app
 from server.console import pages, templates
+from server.console.pipeline import summarize
 from server.errors import ApiError
 
 
@@ -66,3 +67,26 @@ def test_bad_search_fields_are_refused_by_name(query, field):
 def test_an_empty_search_finds_everything_newest_first():
     search = pages.parse_search({"user_id": "", "name": "", "status": ""})
     assert (search.user_id, search.name_contains, search.status) == (None, None, None)
+
+
+def test_the_pipeline_summary_of_a_workers_metrics():
+    text = """# TYPE worker_images_total counter
+worker_images_total{outcome="ready"} 5.0
+worker_images_total{outcome="failed"} 1.0
+# TYPE worker_inflight_jobs gauge
+worker_inflight_jobs 2.0
+# TYPE worker_pool_rebuilds_total counter
+worker_pool_rebuilds_total 1.0
+# TYPE worker_stage_seconds histogram
+worker_stage_seconds_bucket{stage="download",le="+Inf"} 4.0
+worker_stage_seconds_sum{stage="download"} 0.2
+worker_stage_seconds_count{stage="download"} 4.0
+worker_stage_seconds_sum{stage="idle"} 0.0
+worker_stage_seconds_count{stage="idle"} 0.0
+"""
+    assert summarize(text) == {
+        "images_total": 6.0,
+        "jobs_in_flight": 2.0,
+        "pool_rebuilds": 1.0,
+        "stage_mean_ms": {"download": 50.0},
+    }

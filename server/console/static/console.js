@@ -47,3 +47,47 @@
     });
   }
 })();
+
+// The pipeline page, live: /console/pipeline.json every two seconds, written into the page.
+(function () {
+  const table = document.querySelector("[data-testid=lag]");
+  if (!table) return;
+  const cell = (id) => document.querySelector(`[data-testid=${id}]`);
+  const rows = (body, entries) => {
+    body.replaceChildren(
+      ...entries.map(([name, value]) => {
+        const row = document.createElement("tr");
+        const th = document.createElement("th");
+        const td = document.createElement("td");
+        th.textContent = name;
+        td.textContent = String(value);
+        row.append(th, td);
+        return row;
+      }),
+    );
+  };
+  let refreshed = 0;
+  async function refresh() {
+    try {
+      const response = await fetch("/console/pipeline.json", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) {
+        const view = await response.json();
+        cell("worker").textContent = view.worker;
+        cell("worker-error").textContent = view.worker_error || "";
+        cell("jobs-in-flight").textContent = view.jobs_in_flight ?? "?";
+        cell("images-total").textContent = view.images_total ?? "?";
+        cell("images-per-s").textContent = view.images_per_s ?? "…";
+        cell("pool-rebuilds").textContent = view.pool_rebuilds ?? "?";
+        rows(cell("stages"), Object.entries(view.stage_mean_ms || {}));
+        rows(table, Object.entries(view.lag).map(([p, lag]) => ["partition " + p, lag]));
+        cell("refreshed").textContent = String(++refreshed);
+      }
+    } finally {
+      setTimeout(refresh, 2000);
+    }
+  }
+  refresh();
+})();
