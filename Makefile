@@ -39,7 +39,7 @@ soak: setup
 	@$(STACK_ENV) scripts/soak $(SOAK_ARGS)
 
 bench: setup
-	@scripts/apt-install wrk libjpeg-turbo-progs
+	@scripts/apt-install wrk libjpeg-turbo-progs chromium chromium-driver  # + console screenshots
 	@$(STACK_ENV) scripts/bench
 
 # The product's code: what mypy checks (tests and benchmarks are checked by running them).

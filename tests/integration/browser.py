@@ -3,6 +3,7 @@ per test session, and the waits the page tests use (a condition and a deadline, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,12 @@ def session_browser() -> Iterator[webdriver.Chrome]:
 
 def until(driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any]) -> Any:
     return WebDriverWait(driver, DEADLINE_S, poll_frequency=0.05).until(condition)
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    """With CONSOLE_SCREENSHOTS_DIR (scripts/bench sets bench/results/console), the page as a
+    PNG there: the README links them."""
+    directory = os.environ.get("CONSOLE_SCREENSHOTS_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(Path(directory) / f"{name}.png"))

@@ -25,7 +25,7 @@ from server.app import create_app
 from testkit import imagegen
 from testkit.workers import ImageServer, WorkerProcess, run_command
 
-from .browser import session_browser, until  # noqa: F401  (the `browser` fixture)
+from .browser import screenshot, session_browser, until  # noqa: F401  (the `browser` fixture)
 from .conftest import wait_for
 from .console_helpers import running_stack_env
 from .test_api_access import ADMIN, ADMIN_KEY, access_settings, clear_rate_limits, new_user
@@ -147,6 +147,7 @@ async def test_sign_in_see_a_processed_products_images_render_and_sign_out(
         widths = decoded_renditions(browser, product_id)
         assert widths, "no renditions shown"
         assert all(width > 0 for width in widths), widths
+        screenshot(browser, "products")
         browser.find_element(By.CSS_SELECTOR, "[data-testid=sign-out]").click()
         until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=sign-in-form]"))
         # Signed out: the products page sends the browser back to sign in.
@@ -170,6 +171,7 @@ async def test_a_wrong_key_in_the_browser_stays_on_the_sign_in_page(
         form.submit()
         alert = until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[role=alert]"))
         assert "not an admin key" in alert.text
+        screenshot(browser, "sign-in")
         assert not browser.get_cookies()
 
     await asyncio.to_thread(in_the_browser)
@@ -239,6 +241,7 @@ async def test_replay_a_dead_letter_from_the_page_and_watch_it_complete_without_
             assert browser.execute_script("return window.consoleTestMark") == "same page"
             result = browser.find_element(By.CSS_SELECTOR, "[data-testid=replay-result]")
             assert result.text.startswith("replayed 1")
+            screenshot(browser, "dead-letters")
 
         await asyncio.to_thread(in_the_browser)
     finally:
@@ -294,6 +297,10 @@ async def test_the_pipeline_page_refreshes_the_workers_numbers_and_the_lag_live(
             assert all(row.text.endswith(" 0") for row in lag_rows), [r.text for r in lag_rows]
             assert cell(browser, "stages")  # a mean latency for each stage the image went through
             assert browser.execute_script("return window.consoleTestMark") == "same page"
+            screenshot(browser, "pipeline")
+            browser.get(f"{base}/console/webhooks")
+            until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=sign-out]"))
+            screenshot(browser, "webhooks")
 
         await asyncio.to_thread(in_the_browser)
     finally:
