@@ -90,3 +90,20 @@ worker_stage_seconds_count{stage="idle"} 0.0
         "pool_rebuilds": 1.0,
         "stage_mean_ms": {"download": 50.0},
     }
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("http", False), ("https", True)])
+def test_the_session_cookie_is_secure_exactly_under_tls(scheme, secure):
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from server.console.sessions import set_cookie
+
+    request = make_mocked_request("POST", "/console/sign-in").clone(scheme=scheme)
+    response = web.Response()
+    set_cookie(response, request, "token", 60)
+    header = response.cookies["console_session"].output(header="")
+    assert ("Secure" in header) is secure
+    assert "HttpOnly" in header
+    assert "SameSite=Strict" in header
+    assert "Path=/console" in header
