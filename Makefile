@@ -23,6 +23,7 @@ run: setup
 
 test: setup
 	@scripts/apt-install kcat awscli docker-compose  # tests/integration/test_clients_*.py
+	@scripts/apt-install chromium chromium-driver  # tests/integration/test_console_browser.py
 	@$(STACK_ENV) $(PY) -m pytest tests
 
 test-unit: deps
@@ -30,6 +31,7 @@ test-unit: deps
 
 test-integration: setup
 	@scripts/apt-install kcat awscli docker-compose  # tests/integration/test_clients_*.py
+	@scripts/apt-install chromium chromium-driver  # tests/integration/test_console_browser.py
 	@$(STACK_ENV) $(PY) -m pytest tests/integration
 
 # The chaos soak (scripts/soak): SOAK_ARGS="--duration 2m --seed 7 --report soak.json".
@@ -37,7 +39,7 @@ soak: setup
 	@$(STACK_ENV) scripts/soak $(SOAK_ARGS)
 
 bench: setup
-	@scripts/apt-install wrk libjpeg-turbo-progs
+	@scripts/apt-install wrk libjpeg-turbo-progs chromium chromium-driver  # + console screenshots
 	@$(STACK_ENV) scripts/bench
 
 # The product's code: what mypy checks (tests and benchmarks are checked by running them).

@@ -27,6 +27,7 @@ from server.accounts import Accounts
 from server.auth import Authenticator
 from server.body import MAX_BODY_BYTES
 from server.change_feed import listen_for_product_changes
+from server.console import add_console
 from server.handlers import changes, events, health, images, products, renditions, users, webhooks
 from server.invalidation import listen_for_invalidations
 from server.keys import (
@@ -263,4 +264,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", health.readyz, allow_head=False)
     app.router.add_get("/metrics", health.metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_json(settings), allow_head=False)
+    if keys_on:  # the operator console signs in with an admin key (server/console/)
+        add_console(app)
     return app
