@@ -37,6 +37,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -385,8 +386,26 @@ async def _demo(
                 "attempts:\n"
                 f"  {client.curl(f'/webhooks/{hook.webhook_id}/deliveries')}\n"
             )
+        if admin is not None:
+            text += console_lines(api_url(settings), admin)
     print(text, flush=True)
     say("running; Ctrl-C stops the API, the workers, the webhook dispatcher and the servers")
+
+
+def console_lines(base_url: str, admin: AdminKey) -> str:
+    """Where the operator console is, and the admin key it signs in with: named by where it is
+    kept, never printed (the terminal's scrollback is no place for it)."""
+    if admin.own:
+        where = "the first of your ADMIN_API_KEYS"
+        show = ""
+    else:
+        where = f"the demo admin key, kept in {admin.source}"
+        show = f"\n  (to paste it: cat {shlex.quote(admin.source)})"
+    return (
+        f"\nThe operator console: {base_url}/console\n"
+        f"  sign in with {where}: products with their renditions, the pipeline live, dead "
+        f"letters to replay, webhooks and their deliveries{show}\n"
+    )
 
 
 async def run(

@@ -499,8 +499,9 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         deadline = time.monotonic() + 240
         stderr_log = tmp_path / "run-all.log"
 
-        async def next_curl(also: str = "") -> str:
-            """Reads stdout up to the next `curl …` line holding `also`; returns it."""
+        async def next_curl(also: str = "", start: str = "curl ") -> str:
+            """Reads stdout up to the next line starting with `start` (stripped) and holding
+            `also`; returns it."""
             while True:
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"no curl line: {output} {stderr_log.read_text()}"
@@ -508,7 +509,7 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
                 line = (await asyncio.wait_for(process.stdout.readline(), remaining)).decode()
                 assert line, f"run-all ended: {stderr_log.read_text()}"
                 output.append(line)
-                if line.strip().startswith("curl ") and also in line:
+                if line.strip().startswith(start) and also in line:
                     return line.strip()
 
         curl = await next_curl()
@@ -541,6 +542,11 @@ async def test_run_all_prints_a_working_curl_line_and_ctrl_c_stops_everything(
         deliveries_curl = await next_curl("/deliveries")
         text = "".join(output)
         assert f"the demo endpoint http://127.0.0.1:{hook_port}/webhook" in text
+        # The first run leads to the console, naming the admin key's file, never the key.
+        await next_curl("cat ", start="(to paste it:")
+        text = "".join(output)
+        assert f"The operator console: http://127.0.0.1:{api_port}/console" in text
+        assert f"cat {admin_key_file}" in text
 
         async def verified_events() -> list[str]:
             async with http.get(f"http://127.0.0.1:{hook_port}/") as response:
