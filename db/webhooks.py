@@ -167,6 +167,14 @@ async def claim_due(
     )
 
 
+# A delivery's last attempt: delivered, or failed for good.
+_FINISH = """
+UPDATE webhook_deliveries
+   SET state = $3, attempts = $2, finished_at = now(), next_attempt_at = NULL
+ WHERE id = $1
+"""
+
+
 async def record_attempt(
     conn: Connection,
     *,
@@ -194,14 +202,7 @@ async def record_attempt(
             duration_ms,
         )
         if delivered:
-            await conn.execute(
-                """UPDATE webhook_deliveries
-                      SET state = 'delivered', attempts = $2, finished_at = now(),
-                          next_attempt_at = NULL
-                    WHERE id = $1""",
-                delivery_id,
-                attempt,
-            )
+            await conn.execute(_FINISH, delivery_id, attempt, "delivered")
             await conn.execute(
                 "UPDATE webhooks SET last_success_at = now() WHERE id = $1", webhook_id
             )
@@ -215,14 +216,7 @@ async def record_attempt(
                 retry_in_s,
             )
         else:
-            await conn.execute(
-                """UPDATE webhook_deliveries
-                      SET state = 'failed', attempts = $2, finished_at = now(),
-                          next_attempt_at = NULL
-                    WHERE id = $1""",
-                delivery_id,
-                attempt,
-            )
+            await conn.execute(_FINISH, delivery_id, attempt, "failed")
 
 
 async def disable_if_failing(
