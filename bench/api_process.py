@@ -59,7 +59,9 @@ def fresh_database(stack_postgres_url: str, name: str) -> str:
     async def empty() -> None:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute("TRUNCATE outbox, products, users RESTART IDENTITY CASCADE")
+            await conn.execute(
+                "TRUNCATE outbox, cache_debts, products, users RESTART IDENTITY CASCADE"
+            )
         finally:
             await conn.close()
 

@@ -16,6 +16,9 @@ A product holds one entry per source, in source order:
   settings the output was produced under (catalogue/fingerprint.py): an output whose fingerprint
   differs from the current settings' is outdated, and `python -m compressor.reprocess
   --outdated` processes it again.
+- `original` (only on an entry with an output the worker recorded it for) describes the source
+  that output was made from, `{"bytes", "width", "height", "format"}` (the size upright, after
+  EXIF orientation): what the console measures each rendition's saving against.
 
 The API (create, change, reprocess) and the worker (results, dead letters) both change entries,
 so the rules live here, once.
@@ -44,6 +47,9 @@ class Outcome:
     fingerprint: str | None = None
     # Every output of the source, as entries hold them (see the module's docstring).
     renditions: tuple[dict[str, Any], ...] = ()
+    # The source the output was made from: bytes, upright width and height, format (what the
+    # saving is measured against); None: unknown.
+    original: dict[str, Any] | None = None
 
 
 def new_entry(source: str, revision: int) -> Entry:
@@ -149,6 +155,9 @@ def _with_output(entry: Entry, outcome: Outcome) -> Entry:
     # drops the old one's.
     ready.pop("fingerprint", None)
     ready.pop("renditions", None)
+    ready.pop("original", None)
+    if outcome.original is not None:
+        ready["original"] = dict(outcome.original)
     if outcome.fingerprint is not None:
         ready["fingerprint"] = outcome.fingerprint
     if outcome.renditions:
@@ -198,13 +207,15 @@ def reopen_failed(entries: Sequence[Entry], revision: int) -> list[Entry] | None
 
 def public(entries: Sequence[Entry]) -> list[dict[str, Any]]:
     """The entries as the product's JSON shows them (storage keys and revisions are internal);
-    `renditions` is empty while a source has no output (or one made before renditions were)."""
+    `renditions` is empty while a source has no output (or one made before renditions were),
+    and `original` null (or for an output recorded before sources were described)."""
     return [
         {
             "source": e["source"],
             "status": e["status"],
             "url": e["url"],
             "error": e["error"],
+            "original": e.get("original"),
             "renditions": [
                 {
                     "url": r["url"],

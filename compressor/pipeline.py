@@ -227,7 +227,12 @@ class Pipeline:
         else:
             url, key = stored.shown
             return ImageResult(
-                source, url=url, key=key, fingerprint=self.fingerprint, renditions=stored.renditions
+                source,
+                url=url,
+                key=key,
+                fingerprint=self.fingerprint,
+                renditions=stored.renditions,
+                original=stored.original,
             )
         raise gave_up  # outside the except, as above
 
@@ -247,12 +252,14 @@ class Pipeline:
             log.warning("image.failed", extra=fields)
 
     async def _image_once(self, product_id: int, source: str, uploads: JobUploads) -> Stored:
-        image = await self._compressed(product_id, source)
-        return await self._uploaded(product_id, source, image, uploads)
+        image, source_bytes = await self._compressed(product_id, source)
+        stored = await self._uploaded(product_id, source, image, uploads)
+        return stored._replace(original=_original(image, source_bytes))
 
-    async def _compressed(self, product_id: int, source: str) -> RenderedImage:
-        """Downloads and compresses one image; the source is dropped when this returns, before
-        the image waits for an upload slot (a source can be large)."""
+    async def _compressed(self, product_id: int, source: str) -> tuple[RenderedImage, int]:
+        """Downloads and compresses one image: its renditions, and the source's size in bytes.
+        The source is dropped when this returns, before the image waits for an upload slot (a
+        source can be large)."""
         extra = {"product_id": product_id, "image": source}
         download, compress = self.stages["download"], self.stages["compress"]
         await download.acquire()
@@ -289,7 +296,7 @@ class Pipeline:
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
-        return image
+        return image, len(downloaded.data)
 
     async def _uploaded(
         self, product_id: int, source: str, image: RenderedImage, uploads: JobUploads
@@ -343,11 +350,23 @@ def _stage(name: str) -> AbstractContextManager[spans.Note]:
 
 
 class Stored(NamedTuple):
-    """A source's output in storage: (url, key) of the one its entry shows, and every rendition
-    as its entry records it."""
+    """A source's output in storage: (url, key) of the one its entry shows, every rendition as
+    its entry records it, and the source it was made from."""
 
     shown: tuple[str, str]
     renditions: tuple[dict[str, Any], ...]
+    original: dict[str, Any] | None = None
+
+
+def _original(image: RenderedImage, source_bytes: int) -> dict[str, Any]:
+    """The source as its entry records it beside the renditions (catalogue/image_state.py)."""
+    width, height = image.source_upright
+    return {
+        "bytes": source_bytes,
+        "width": width,
+        "height": height,
+        "format": image.source_format.lower(),
+    }
 
 
 def _shown(renditions: tuple[dict[str, Any], ...]) -> dict[str, Any]:

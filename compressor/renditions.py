@@ -152,6 +152,8 @@ class RenderedImage:
     source_width: int
     """Stored width of the source, before EXIF orientation."""
     source_height: int
+    source_upright: tuple[int, int]
+    """The source's size as shown, after EXIF orientation (what the renditions are scaled from)."""
 
 
 def ladder(width: int, height: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -190,6 +192,7 @@ def render(data: bytes, options: RenditionOptions) -> RenderedImage:
         source_format=decoded.format,
         source_width=decoded.width,
         source_height=decoded.height,
+        source_upright=decoded.upright_size,
     )
 
 

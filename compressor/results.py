@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from catalogue import events, image_state
+from catalogue.cache_repair import Settle, no_settle
 from catalogue.jobs import DeleteObjects, ImageJob, encode_job, job_key
 from catalogue.product_json import render_product
 from catalogue.retry import RetriesExhausted, RetryPolicy, retry
@@ -47,6 +48,7 @@ class ImageResult:
     key: str | None = None
     fingerprint: str | None = None
     renditions: tuple[dict[str, Any], ...] = ()
+    original: dict[str, Any] | None = None
 
     def stored_keys(self) -> set[str]:
         """The storage keys of its output: every rendition's (the one shown is among them)."""
@@ -64,6 +66,7 @@ class ImageResult:
             key=self.key,
             fingerprint=self.fingerprint,
             renditions=self.renditions,
+            original=self.original,
         )
 
 
@@ -106,7 +109,7 @@ class ProductResults:
         cache_ttl_s: int,
         jobs_topic: str,
         events_topic: str,
-        owe: Callable[[int], None] = lambda _product_id: None,
+        settle: Settle = no_settle,
     ) -> None:
         self.db = db
         self.cache = cache
@@ -114,8 +117,9 @@ class ProductResults:
         self.cache_ttl_s = cache_ttl_s
         self.jobs_topic = jobs_topic
         self.events_topic = events_topic
-        # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
-        self.owe = owe
+        # Clears the cache debt a result commits once Redis holds it; a debt left unpaid is
+        # repaired from the row (catalogue/cache_repair.py).
+        self.settle = settle
 
     async def awaiting(self, job: ImageJob) -> tuple[str, ...] | None:
         """The job's sources whose entries still wait for it (pending at its revision); None if
@@ -205,8 +209,8 @@ class ProductResults:
 
         Retried with the jobs' backoff: a Redis blip must not leave the pre-processing value
         cached for its whole TTL. If Redis stays unreachable, the database holds the result and
-        the job is done all the same; the product is owed to the cache and written again once
-        Redis answers (catalogue/cache_repair.py)."""
+        the job is done all the same; the write's cache debt stays, and the product is written
+        again once Redis answers (catalogue/cache_repair.py)."""
         version, body = row["version"], render_product(row)
         try:
             await retry(
@@ -224,4 +228,5 @@ class ProductResults:
                     "error": repr(exhausted.last),
                 },
             )
-            self.owe(product_id)
+            return
+        await self.settle(product_id, version)

@@ -27,8 +27,7 @@ from aiokafka.errors import KafkaError
 
 from catalogue import cache as product_cache
 from catalogue import spans
-from catalogue.cache_repair import CacheRepairs
-from catalogue.product_json import render_product
+from catalogue.cache_repair import CacheRepairs, PostgresLedger
 from catalogue.retry import RetryPolicy, retry
 from catalogue.topics import ensure_job_topics
 from compressor.claims import KeyClaims
@@ -45,7 +44,6 @@ from compressor.pool import CompressionPool, RenderPool
 from compressor.results import ProductResults
 from compressor.storage import Storage, create_storage
 from config import Settings
-from db import products
 from db.pool import create_pool
 
 log = logging.getLogger("compressor")
@@ -128,12 +126,8 @@ class Supervisor:
             negative_ttl_s=settings.cache_negative_ttl_seconds,
         )
 
-        async def load(product_id: int) -> tuple[int, bytes] | None:
-            async with db.acquire() as conn:
-                row = await products.get_product(conn, product_id)
-            return None if row is None else (row["version"], render_product(row))
-
-        repairs = await enter(CacheRepairs(cache, load))
+        ledger = PostgresLedger(db, acquire_timeout_s=settings.db_acquire_timeout_seconds)
+        repairs = await enter(CacheRepairs(cache, ledger))
         results = ProductResults(
             db,
             cache,
@@ -141,7 +135,7 @@ class Supervisor:
             cache_ttl_s=settings.cache_ttl_seconds,
             jobs_topic=settings.kafka_jobs_topic,
             events_topic=settings.kafka_events_topic,
-            owe=repairs.owe,
+            settle=repairs.settle,
         )
         pipeline = Pipeline(
             settings=settings,

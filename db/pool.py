@@ -14,6 +14,13 @@ from config import Settings
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 # Whatever runs a single statement: a connection, or the pool, which lends one for it.
 Executor: TypeAlias = Connection | asyncpg.Pool
+# What an unreachable, restarting or refusing database raises (TimeoutError is an OSError): the
+# background loops log these and try again on their next round.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:

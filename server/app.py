@@ -15,13 +15,11 @@ from aiohttp import web
 
 from catalogue import cache as product_cache
 from catalogue import spans
-from catalogue.cache_repair import CacheRepairs
-from catalogue.product_json import render_product
+from catalogue.cache_repair import CacheRepairs, PostgresLedger
 from config import Settings
 from config.origins import log_sources_opened, log_webhook_urls_opened
 from db import api_keys
 from db.pool import bounded_acquire, create_pool
-from db.products import get_product
 from server.access import Access, Gate, Handler, log_open_access
 from server.accounts import Accounts
 from server.auth import Authenticator
@@ -123,16 +121,12 @@ async def product_services(app: web.Application) -> AsyncIterator[None]:
     the cached values a write could not refresh, and the webhook endpoints."""
     settings, cache, pool = app[SETTINGS], app[CACHE], app[DB]
 
-    async def load(product_id: int) -> tuple[int, bytes] | None:
-        async with bounded_acquire(pool, settings) as conn:
-            row = await get_product(conn, product_id)
-        return None if row is None else (row["version"], render_product(row))
-
     app[PRODUCT_READS] = ProductReads(pool, settings, cache, app[LOCAL_CACHE])
     app[PRODUCT_WRITES] = ProductWrites(pool, settings, cache)
     app[WEBHOOKS] = WebhookRegistry(pool, settings)
-    async with CacheRepairs(cache, load) as repairs:
-        app[PRODUCT_CHANGES] = ProductChanges(pool, settings, cache, owe=repairs.owe)
+    ledger = PostgresLedger(pool, acquire_timeout_s=settings.db_acquire_timeout_seconds)
+    async with CacheRepairs(cache, ledger) as repairs:
+        app[PRODUCT_CHANGES] = ProductChanges(pool, settings, cache, settle=repairs.settle)
         yield
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from catalogue.retry import Backoff
+from db.pool import DATABASE_ERRORS
 from db.products import CHANGES_CHANNEL
 from server.invalidation import IDLE_CHECK_S, RESUBSCRIBE_RETRY
 from server.local_cache import POSTGRES, LocalCache
@@ -42,7 +43,7 @@ async def listen_for_product_changes(
     while True:
         try:
             await _subscription(postgres_url, local, resubscribe_backoff, events)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             if resubscribe_backoff.failures == 0:
                 log.warning("cache.change_feed_lost", extra={"error": repr(exc)})
         await asyncio.sleep(max(RESUBSCRIBE_RETRY.base_s, resubscribe_backoff.next_delay_s()))

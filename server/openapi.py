@@ -1119,12 +1119,26 @@ def _schemas(settings: Settings, keys: bool) -> dict[str, Schema]:
                     "description": "Each source's state, in source order",
                     "items": {
                         "type": "object",
-                        "required": ["source", "status", "url", "error", "renditions"],
+                        "required": ["source", "status", "url", "error", "original", "renditions"],
                         "properties": {
                             "source": {"type": "string"},
                             "status": {"type": "string", "enum": ["pending", "ready", "failed"]},
                             "url": {"type": "string", "nullable": True},
                             "error": {"type": "string", "nullable": True},
+                            "original": {
+                                "type": "object",
+                                "nullable": True,
+                                "description": "The source the renditions were made from: its "
+                                "size in bytes, its width and height upright (after EXIF "
+                                "orientation) and its format; null while it has no output",
+                                "required": ["bytes", "width", "height", "format"],
+                                "properties": {
+                                    "bytes": {"type": "integer", "minimum": 1},
+                                    "width": {"type": "integer", "minimum": 1},
+                                    "height": {"type": "integer", "minimum": 1},
+                                    "format": {"type": "string"},
+                                },
+                            },
                             "renditions": {
                                 "type": "array",
                                 "description": "The image's outputs, each size in each format "

@@ -19,6 +19,7 @@ import orjson
 
 from catalogue import events, image_state
 from catalogue.cache import CACHE_ERRORS, NOT_FOUND, TOMBSTONE_VERSION, ProductCache
+from catalogue.cache_repair import Settle, no_settle
 from catalogue.jobs import DeleteObjects, ImageJob, Job, encode_job, job_key
 from catalogue.product_json import Row, render_product
 from catalogue.reprocessing import MISSING, reprocess_product
@@ -49,13 +50,14 @@ class ProductChanges:
         settings: Settings,
         cache: ProductCache,
         on_user_deleted: Callable[[int], None] = lambda _user_id: None,
-        owe: Callable[[int], None] = lambda _product_id: None,
+        settle: Settle = no_settle,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.cache = cache
-        # What Redis did not take is written again once it answers (catalogue/cache_repair.py).
-        self.owe = owe
+        # Clears the cache debt a write commits once Redis holds its result; a debt left
+        # unpaid is repaired from the row (catalogue/cache_repair.py).
+        self.settle = settle
         # The key verifier forgets the user's keys (server/auth.py): refused here at once.
         self.on_user_deleted = on_user_deleted
 
@@ -147,8 +149,8 @@ class ProductChanges:
 
     async def _publish(self, product_id: int, version: int, body: bytes) -> None:
         """The new representation into the cache, retried briefly: the database has it, and
-        an old value left in Redis would be served; if Redis stays away, the product is owed
-        and written again once it answers."""
+        an old value left in Redis would be served; if Redis stays away, the write's cache
+        debt stays, and the product is written again once Redis answers."""
         try:
             await retry(
                 lambda: self.cache.put_fresh_or_raise(product_id, version, body),
@@ -162,7 +164,8 @@ class ProductChanges:
                 "cache.write_failed",
                 extra={"product_id": product_id, "error": repr(exhausted.last)},
             )
-            self.owe(product_id)
+            return
+        await self.settle(product_id, version)
 
     async def reprocess(self, product_id: int, *, owner: int | None) -> bytes:
         """Queues the product's images for processing again with the current image settings

@@ -27,6 +27,7 @@ from catalogue.retry import Backoff, RetryPolicy
 from catalogue.webhooks import delivery_headers, secret_key
 from config import Settings
 from db import webhooks
+from db.pool import DATABASE_ERRORS
 from webhooks.delivery import Outcome, Sender
 
 log = logging.getLogger("webhooks")
@@ -69,7 +70,7 @@ class Dispatcher:
                 claimed = await self._claim_and_start()
                 await self._prune_now_and_then()
                 backoff.reset()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("webhook.claim_failed", extra={"error": repr(exc)})
                 await self._pause(backoff.next_delay_s())
                 continue
@@ -203,7 +204,7 @@ class Dispatcher:
                 return
             except asyncpg.ForeignKeyViolationError:
                 return  # the endpoint was deleted meanwhile, its deliveries with it
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 if time.monotonic() >= deadline:
                     log.error(
                         "webhook.record_failed",

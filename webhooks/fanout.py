@@ -15,6 +15,7 @@ from catalogue import tracing
 from catalogue.events import PoisonEvent, decode_event
 from catalogue.retry import Backoff, RetryPolicy
 from db import webhooks
+from db.pool import DATABASE_ERRORS
 
 log = logging.getLogger("webhooks")
 
@@ -58,7 +59,7 @@ class EventFanout:
             try:
                 await self._queue(messages)
                 return True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("webhook.queue_failed", extra={"error": repr(exc)})
                 await asyncio.sleep(backoff.next_delay_s())
         return False

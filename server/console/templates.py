@@ -69,9 +69,17 @@ def _search_form(query: Mapping[str, str]) -> str:
 
 
 def _saving(source_bytes: int | None, output_bytes: int) -> str:
+    """How much smaller than its source an output is (negative: larger)."""
     if not source_bytes:
         return ""
-    return f"{100 * (1 - output_bytes / source_bytes):.0f} %"
+    return f"saves {100 * (1 - output_bytes / source_bytes):.0f} %"
+
+
+def _original(original: Mapping[str, Any] | None) -> str:
+    if not original:
+        return ""
+    return f"""<br><span class="original" data-testid="original">{esc(original["format"])}
+{esc(original["width"])}×{esc(original["height"])}, {esc(original["bytes"])} B</span>"""
 
 
 def _renditions(renditions: Sequence[Mapping[str, Any]], source_bytes: int | None) -> str:
@@ -82,7 +90,7 @@ def _renditions(renditions: Sequence[Mapping[str, Any]], source_bytes: int | Non
 <img src="{esc(r["url"])}" alt="{esc(r["format"])} {esc(r["width"])}w" loading="eager"
  data-testid="rendition">
 <figcaption>{esc(r["format"])} {esc(r["width"])}×{esc(r["height"])}, {esc(r["bytes"])} B
-{esc(_saving(source_bytes, int(r["bytes"])))}</figcaption></figure>"""
+<span data-testid="saving">{esc(_saving(source_bytes, int(r["bytes"])))}</span></figcaption></figure>"""
         for r in renditions
     )
     return f'<div class="renditions">{cells}</div>'
@@ -93,9 +101,12 @@ def _image_row(image: Mapping[str, Any]) -> str:
     # The source is shown as a link, not loaded: it is on a host the user chose, and the
     # operator's browser should not fetch from it (the CSP lets images come from the image
     # store only).
+    original = image.get("original")
+    source_bytes = original["bytes"] if original else None
     return f"""<tr><td><a href="{esc(image["source"])}" rel="noreferrer noopener">{esc(image["source"])}</a>
+{_original(original)}
 <br><span class="status {esc(image["status"])}">{esc(image["status"])}</span>{error}</td>
-<td>{_renditions(image.get("renditions") or (), image.get("source_bytes"))}</td></tr>"""
+<td>{_renditions(image.get("renditions") or (), source_bytes)}</td></tr>"""
 
 
 def product_card(product: Mapping[str, Any]) -> str:

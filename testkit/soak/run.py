@@ -101,7 +101,7 @@ async def prepare_database(admin_url: str, url: str, name: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            "TRUNCATE outbox, idempotency_keys, products, users RESTART IDENTITY CASCADE"
+            "TRUNCATE outbox, idempotency_keys, cache_debts, products, users RESTART IDENTITY CASCADE"
         )
     finally:
         await conn.close()

@@ -36,9 +36,10 @@ PENDING = """(processing_status = 'pending'
 
 @dataclass
 class Idle:
-    """Nothing left to do: the outbox empty, no product pending, and the workers' group
-    committed up to the end of every partition of the jobs topic, that end the same before and
-    after the other checks."""
+    """Nothing left to do: the outbox empty, no product pending, no cache debt unpaid (a
+    product whose cached copy may be older than its row: catalogue/cache_repair.py), and the
+    workers' group committed up to the end of every partition of the jobs topic, that end the
+    same before and after the other checks."""
 
     postgres_url: str
     bootstrap_servers: str
@@ -62,17 +63,21 @@ class Idle:
             lag += end[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
         return {tp.partition: end[tp] for tp in tps}, lag
 
-    async def _database(self, conn: asyncpg.Connection) -> tuple[int, int]:
+    async def _database(self, conn: asyncpg.Connection) -> tuple[int, int, int]:
         if self.product_ids is None:
             outbox = await conn.fetchval("SELECT count(*) FROM outbox")
             pending = await conn.fetchval(f"SELECT count(*) FROM products WHERE {PENDING}")
-            return outbox, pending
+            debts = await conn.fetchval("SELECT count(*) FROM cache_debts")
+            return outbox, pending, debts
+        ids = sorted(self.product_ids)
         outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = $1", self.topic)
         pending = await conn.fetchval(
-            f"SELECT count(*) FROM products WHERE id = ANY($1::bigint[]) AND {PENDING}",
-            sorted(self.product_ids),
+            f"SELECT count(*) FROM products WHERE id = ANY($1::bigint[]) AND {PENDING}", ids
         )
-        return outbox, pending
+        debts = await conn.fetchval(
+            "SELECT count(*) FROM cache_debts WHERE product_id = ANY($1::bigint[])", ids
+        )
+        return outbox, pending, debts
 
     async def wait(self, timeout_s: float) -> float:
         """Seconds it took; TimeoutError (with the last readings) at the deadline."""
@@ -87,10 +92,10 @@ class Idle:
         try:
             while True:
                 end, lag = await self._lag(admin, consumer)
-                outbox, pending = await self._database(conn)
+                outbox, pending, debts = await self._database(conn)
                 end_after, lag_after = await self._lag(admin, consumer)
-                self.last = {"lag": lag_after, "outbox": outbox, "pending": pending}
-                if (lag, lag_after, outbox, pending) == (0, 0, 0, 0) and end == end_after:
+                self.last = {"lag": lag_after, "outbox": outbox, "pending": pending, "debts": debts}
+                if (lag, lag_after, outbox, pending, debts) == (0,) * 5 and end == end_after:
                     return time.monotonic() - started
                 if time.monotonic() - started > timeout_s:
                     raise TimeoutError(f"not idle within {timeout_s:g} s: {self.last}")

@@ -102,7 +102,7 @@ def base_settings(stack_env, tmp_path_factory) -> Settings:
         conn = await asyncpg.connect(settings.postgres_url)
         try:
             await conn.execute(
-                "TRUNCATE outbox, idempotency_keys, products, users RESTART IDENTITY CASCADE"
+                "TRUNCATE outbox, idempotency_keys, cache_debts, products, users RESTART IDENTITY CASCADE"
             )
         finally:
             await conn.close()

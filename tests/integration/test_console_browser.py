@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,6 +148,12 @@ async def test_sign_in_see_a_processed_products_images_render_and_sign_out(
         widths = decoded_renditions(browser, product_id)
         assert widths, "no renditions shown"
         assert all(width > 0 for width in widths), widths
+        # Each beside its source's size and format, with its saving against the source.
+        original = product.find_element(By.CSS_SELECTOR, "[data-testid=original]")
+        assert re.fullmatch(r"jpeg \d+×\d+, \d+ B", original.text), original.text
+        savings = [s.text for s in product.find_elements(By.CSS_SELECTOR, "[data-testid=saving]")]
+        assert len(savings) == len(widths), savings
+        assert all(re.fullmatch(r"saves -?\d+ %", s) for s in savings), savings
         screenshot(browser, "products")
         browser.find_element(By.CSS_SELECTOR, "[data-testid=sign-out]").click()
         until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=sign-in-form]"))

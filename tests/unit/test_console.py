@@ -47,6 +47,30 @@ def test_every_shown_value_is_escaped():
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in card
 
 
+def test_each_rendition_shows_its_saving_against_the_source_it_was_made_from():
+    rendition = {"url": "http://cdn.test/a.jpg", "width": 640, "height": 480, "format": "jpeg"}
+    product = {
+        "product_id": "1",
+        "user_id": "2",
+        "product_name": "Lamp",
+        "processing_status": "done",
+        "updated_at": "now",
+        "images": [
+            {
+                "source": "http://x/a.jpg",
+                "status": "ready",
+                "error": None,
+                "original": {"bytes": 200_000, "width": 4000, "height": 3000, "format": "png"},
+                "renditions": [{**rendition, "bytes": 30_000}, {**rendition, "bytes": 250_000}],
+            }
+        ],
+    }
+    card = templates.product_card(product)
+    assert "png\n4000×3000, 200000 B" in card
+    assert "saves 85 %" in card
+    assert "saves -25 %" in card  # an output larger than its source says so
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

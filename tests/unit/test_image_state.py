@@ -191,6 +191,7 @@ def test_public_hides_keys_revisions_and_fingerprints():
         "status": READY,
         "url": "http://cdn.test/k/a.jpg",
         "error": None,
+        "original": None,
         "renditions": [
             {
                 "url": "http://cdn.test/k/small.jpg",
@@ -214,6 +215,21 @@ def test_an_entry_without_an_output_or_from_before_renditions_shows_none():
     old = ready("a", "k/a.jpg")  # written before renditions existed
     shown = state.public([old, state.new_entry("b", 1)])
     assert [e["renditions"] for e in shown] == [[], []]
+    assert [e["original"] for e in shown] == [None, None]
+
+
+def test_an_output_records_its_source_and_a_new_output_without_one_drops_it():
+    source = {"bytes": 90_000, "width": 1200, "height": 1600, "format": "jpeg"}
+    entries = [state.new_entry("a", 1)]
+    change = state.apply_outcomes(entries, 1, [Outcome("a", url="u", key="k", original=source)])
+    assert change is not None
+    (shown,) = state.public(change.entries)
+    assert shown["original"] == source
+
+    again = state.reprocess(change.entries, 2).entries
+    change = state.apply_outcomes(again, 2, [Outcome("a", url="u2", key="k2")])
+    assert change is not None
+    assert "original" not in change.entries[0]
 
 
 def test_every_rendition_key_is_referenced_and_replaced_ones_are_unreferenced():

@@ -52,7 +52,9 @@ class Sources:
 
 
 def one_rendition(data: bytes) -> RenderedImage:
-    return RenderedImage((Rendition(data, 1, 1, "jpeg", "image/jpeg", "jpg"),), "JPEG", 1, 1)
+    return RenderedImage(
+        (Rendition(data, 1, 1, "jpeg", "image/jpeg", "jpg"),), "JPEG", 1, 1, (1, 1)
+    )
 
 
 @dataclass
@@ -677,6 +679,7 @@ class LadderPool:
             "JPEG",
             4000,
             2000,
+            (2000, 4000),  # stored on its side, shown upright
         )
 
 
@@ -698,6 +701,8 @@ async def test_every_rendition_is_stored_and_recorded_and_the_largest_jpeg_is_sh
     ]
     largest_jpeg = entry["renditions"][-1]
     assert (entry["key"], entry["url"]) == (largest_jpeg["key"], largest_jpeg["url"])
+    # The source beside them, upright: what the console measures the savings against.
+    assert entry["original"] == {"bytes": len(RAW), "width": 2000, "height": 4000, "format": "jpeg"}
     assert all(
         r["key"].endswith("." + ("jpg" if r["format"] == "jpeg" else "webp"))
         for r in entry["renditions"]
