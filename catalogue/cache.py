@@ -67,6 +67,12 @@ def unframe(value: bytes) -> bytes:
     return value.partition(b"\n")[2]
 
 
+def unframe_versioned(value: bytes) -> tuple[int, bytes]:
+    """The version and the product's JSON of a stored value."""
+    version, _, body = value.partition(b"\n")
+    return int(version), body
+
+
 class Lookup(enum.Enum):
     MISS = "MISS"
     BYPASS = "BYPASS"
@@ -133,6 +139,11 @@ class ProductCache:
 
     async def get(self, product_id: int) -> bytes | Lookup:
         """The cached bytes (NOT_FOUND for a cached 404), Lookup.MISS, or Lookup.BYPASS."""
+        got = await self.get_versioned(product_id)
+        return got if isinstance(got, Lookup) else got[1]
+
+    async def get_versioned(self, product_id: int) -> tuple[int, bytes] | Lookup:
+        """The cached version and bytes, Lookup.MISS, or Lookup.BYPASS."""
         if not self.available:
             return Lookup.BYPASS
         try:
@@ -143,7 +154,7 @@ class ProductCache:
         if value is None:
             return Lookup.MISS
         # Bytes from connect()'s client; str only from one made with decode_responses.
-        return unframe(value.encode() if isinstance(value, str) else value)
+        return unframe_versioned(value.encode() if isinstance(value, str) else value)
 
     async def fill(self, product_id: int, version: int, body: bytes) -> bool:
         """Stores what a reader read (version 0 for an unknown id), unless something is there

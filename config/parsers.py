@@ -151,6 +151,15 @@ def bootstrap_servers(raw: str) -> str:
     return ",".join(servers)
 
 
+def optional_host_ports(raw: str) -> str:
+    """A comma-separated list of host:port (ports 1-65535), or nothing."""
+    items = [s.strip() for s in raw.split(",") if s.strip()]
+    for item in items:
+        if not _HOST_PORT.match(item) or not 1 <= int(item.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError(f"{item!r} is not host:port (a comma-separated list of them)")
+    return ",".join(items)
+
+
 def topic(raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):

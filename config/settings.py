@@ -356,6 +356,13 @@ class Settings:
     worker_metrics_port: int = _env_field(
         "WORKER_METRICS_PORT", 9100, parse.int_between(0, 65535), "Port of the worker's /metrics."
     )
+    console_worker_metrics: str = _env_field(
+        "CONSOLE_WORKER_METRICS",
+        "",
+        parse.optional_host_ports,
+        "The workers' /metrics addresses (host:port, comma-separated) the console's pipeline "
+        "page reads and sums, one per supervisor; empty: WORKER_METRICS_HOST:WORKER_METRICS_PORT.",
+    )
     worker_shutdown_timeout_seconds: float = _env_field(
         "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
         30.0,
@@ -422,6 +429,13 @@ class Settings:
     @property
     def admin_keys(self) -> tuple[str, ...]:
         return tuple(self.admin_api_keys.split(",")) if self.admin_api_keys else ()
+
+    @property
+    def worker_metrics_addresses(self) -> tuple[str, ...]:
+        """Where the console reads the workers' /metrics (CONSOLE_WORKER_METRICS)."""
+        if self.console_worker_metrics:
+            return tuple(self.console_worker_metrics.split(","))
+        return (f"{self.worker_metrics_host}:{self.worker_metrics_port}",)
 
     @property
     def allowed_source_origins(self) -> tuple[SourceOrigin, ...]:

@@ -43,6 +43,7 @@ from server.keys import (
     RELAY,
     ROUTE_ACCESS,
     SETTINGS,
+    VERSION_FLOORS,
     WEBHOOKS,
 )
 from server.local_cache import POSTGRES, REDIS, LocalCache
@@ -55,6 +56,7 @@ from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
 from server.rate_limits import RateLimiter
 from server.relay import BATCH_TIMEOUT_S, OutboxRelay
+from server.version_floors import VersionFloors
 from server.webhook_registry import WebhookRegistry
 
 log = logging.getLogger(__name__)
@@ -96,13 +98,15 @@ async def local_cache(app: web.Application) -> AsyncIterator[None]:
         max_items=settings.local_cache_max_items,
         feeds=(REDIS, POSTGRES),
     )
+    floors = app[VERSION_FLOORS] = VersionFloors()
     hub = app[PRODUCT_EVENTS]  # the feeds wake the event streams too
     tasks = [
         _supervised(
             listen_for_invalidations(settings.redis_url, local, hub), "cache-invalidations"
         ),
         _supervised(
-            listen_for_product_changes(settings.postgres_url, local, hub), "product-changes"
+            listen_for_product_changes(settings.postgres_url, local, hub, floors),
+            "product-changes",
         ),
     ]
     yield
@@ -121,7 +125,7 @@ async def product_services(app: web.Application) -> AsyncIterator[None]:
     the cached values a write could not refresh, and the webhook endpoints."""
     settings, cache, pool = app[SETTINGS], app[CACHE], app[DB]
 
-    app[PRODUCT_READS] = ProductReads(pool, settings, cache, app[LOCAL_CACHE])
+    app[PRODUCT_READS] = ProductReads(pool, settings, cache, app[LOCAL_CACHE], app[VERSION_FLOORS])
     app[PRODUCT_WRITES] = ProductWrites(pool, settings, cache)
     app[WEBHOOKS] = WebhookRegistry(pool, settings)
     ledger = PostgresLedger(pool, acquire_timeout_s=settings.db_acquire_timeout_seconds)

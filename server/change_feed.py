@@ -25,6 +25,7 @@ from db.products import CHANGES_CHANNEL
 from server.invalidation import IDLE_CHECK_S, RESUBSCRIBE_RETRY
 from server.local_cache import POSTGRES, LocalCache
 from server.product_events import ProductEvents
+from server.version_floors import VersionFloors
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,29 @@ APPLICATION_NAME = "catalogue-change-feed"  # how operators (and tests) tell it 
 PING_TIMEOUT_S = 5.0
 
 
+def parse_change(payload: object) -> tuple[int, int | None] | None:
+    """A notification's product id and committed version (`<id>:<version>`; a bare `<id>`, as
+    before db/migrations/0011, has no version); None for anything else."""
+    if not isinstance(payload, str):
+        return None
+    product_id, _, version = payload.partition(":")
+    if not product_id.isdigit() or not (version.isdigit() or version == ""):
+        return None
+    return int(product_id), int(version) if version else None
+
+
 async def listen_for_product_changes(
-    postgres_url: str, local: LocalCache, events: ProductEvents | None = None
+    postgres_url: str,
+    local: LocalCache,
+    events: ProductEvents | None = None,
+    floors: VersionFloors | None = None,
 ) -> None:
     """Runs until cancelled; the local cache counts on this feed only while it is live.
-    `events`' watchers hear of each change too."""
+    `events`' watchers hear of each change too, and `floors` of each committed version."""
     resubscribe_backoff = Backoff(RESUBSCRIBE_RETRY)
     while True:
         try:
-            await _subscription(postgres_url, local, resubscribe_backoff, events)
+            await _subscription(postgres_url, local, resubscribe_backoff, events, floors)
         except DATABASE_ERRORS as exc:
             if resubscribe_backoff.failures == 0:
                 log.warning("cache.change_feed_lost", extra={"error": repr(exc)})
@@ -50,17 +65,25 @@ async def listen_for_product_changes(
 
 
 async def _subscription(
-    postgres_url: str, local: LocalCache, backoff: Backoff, events: ProductEvents | None
+    postgres_url: str,
+    local: LocalCache,
+    backoff: Backoff,
+    events: ProductEvents | None,
+    floors: VersionFloors | None,
 ) -> None:
     """One LISTEN connection, until it fails (raises) or is cancelled."""
     lost = asyncio.Event()
 
     def on_change(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        if isinstance(payload, str) and payload.isdigit():
-            product_id = int(payload)
-            local.invalidate(product_id)
-            if events is not None:
-                events.notify(product_id)
+        change = parse_change(payload)
+        if change is None:
+            return
+        product_id, version = change
+        if floors is not None and version is not None:
+            floors.raise_to(product_id, version)
+        local.invalidate(product_id)
+        if events is not None:
+            events.notify(product_id)
 
     conn = await asyncpg.connect(
         postgres_url,

@@ -16,6 +16,7 @@ from server.product_changes import ProductChanges
 from server.product_events import ProductEvents
 from server.product_reads import ProductReads
 from server.product_writes import ProductWrites
+from server.version_floors import VersionFloors
 from server.webhook_registry import WebhookRegistry
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 CACHE = web.AppKey("cache", ProductCache)
 LOCAL_CACHE = web.AppKey("local_cache", LocalCache)
+VERSION_FLOORS = web.AppKey("version_floors", VersionFloors)
 RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 METRICS = web.AppKey("metrics", ApiMetrics)
 PRODUCT_READS = web.AppKey("product_reads", ProductReads)

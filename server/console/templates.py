@@ -216,7 +216,10 @@ def pipeline_page(*, csrf: str) -> str:
     """Filled and refreshed by the page's script from /console/pipeline.json."""
     return page(
         "Pipeline",
-        """<p>Worker: <span data-testid="worker"></span> <span class="error" data-testid="worker-error"></span></p>
+        """<h2>Workers</h2>
+<table><thead><tr><th>Metrics</th><th>Jobs in flight</th><th>Images processed</th><th>Pool rebuilds</th>
+<th>Error</th></tr></thead><tbody data-testid="workers"></tbody></table>
+<h2>All workers</h2>
 <table><tbody>
 <tr><th>Jobs in flight</th><td data-testid="jobs-in-flight"></td></tr>
 <tr><th>Images processed</th><td data-testid="images-total"></td></tr>

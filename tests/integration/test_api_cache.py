@@ -107,7 +107,7 @@ async def test_concurrent_misses_for_one_id_read_the_database_once(
     loads = GatedLoads()
     monkeypatch.setattr(db_products, "get_product", loads)
     cache = api.app[CACHE]
-    real_get = cache.get
+    real_get = cache.get_versioned
     misses = 0
 
     async def counting_get(pid: int):
@@ -116,7 +116,7 @@ async def test_concurrent_misses_for_one_id_read_the_database_once(
         misses += result is Lookup.MISS
         return result
 
-    monkeypatch.setattr(cache, "get", counting_get)
+    monkeypatch.setattr(cache, "get_versioned", counting_get)
 
     requests = [
         asyncio.ensure_future(api.get(f"/products/{product_id}")) for _ in range(CONCURRENT_READERS)

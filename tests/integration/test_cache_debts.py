@@ -10,6 +10,9 @@ import pytest
 
 from catalogue.cache import NOT_FOUND, TOMBSTONE_VERSION, ProductCache
 from catalogue.cache_repair import CacheRepairs, PostgresLedger
+from server.keys import VERSION_FLOORS
+
+from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +83,34 @@ async def test_a_debt_for_a_write_after_the_repair_read_its_row_stays(api, db, u
     assert await debts(db) == {product_id: 3}
     await ledger.paid(product_id, 3)
     assert await debts(db) == {}
+
+
+async def test_until_it_is_repaired_a_value_older_than_the_committed_one_is_read_from_postgres(
+    api, db, user, redis_client, settings
+):
+    """Not only at the end: a client whose change was answered never reads the state from
+    before it, although the change's writer left Redis behind (the soak, seed 202)."""
+    renamed, deleted = await created(api, user), await created(api, user)
+    cache = cache_over(redis_client, settings)
+    for product_id in (renamed, deleted):
+        assert (await api.get(f"/products/{product_id}")).status == 200
+    await db.execute(
+        "UPDATE products SET product_name = 'Desk', version = version + 1 WHERE id = $1", renamed
+    )
+    await db.execute("DELETE FROM products WHERE id = $1", deleted)
+    floors = api.server.app[VERSION_FLOORS]
+
+    async def announced() -> bool:  # PostgreSQL's notifications reached this process
+        return floors.stale(renamed, 1) and floors.stale(deleted, 1)
+
+    await wait_for(announced, timeout_s=5, interval_s=0.01)
+    assert orjson.loads(await cache.get(renamed))["product_name"] == "Lamp"  # Redis: stale
+
+    response = await api.get(f"/products/{renamed}")
+    assert (await response.json())["product_name"] == "Desk"
+    assert response.headers["X-Cache"] == "MISS"
+    assert (await api.get(f"/products/{deleted}")).status == 404
+    # The read wrote what it read over the older values, so the next read is a hit again.
+    assert orjson.loads(await cache.get(renamed))["product_name"] == "Desk"
+    assert await cache.get(deleted) == NOT_FOUND
+    assert len(floors) == 0

@@ -7,6 +7,8 @@ import hashlib
 
 import pytest
 import redis.asyncio as redis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from db import webhooks as webhooks_db
 from server.console.sessions import COOKIE, SESSION_PREFIX
@@ -349,19 +351,51 @@ async def test_the_status_feed_answers_the_products_that_exist(settings):
         assert_secured(response)
 
 
-async def test_the_pipeline_feed_names_an_unreachable_worker_and_still_shows_the_lag(settings):
-    async with access_api(settings, worker_metrics_port=9) as api:
-        await sign_in(api, ADMIN_KEY)
-        page = await api.get("/console/pipeline")
-        assert page.status == 200
-        assert_secured(page)
-        assert '<script src="/console/static/console.js">' in await page.text()
-        response = await api.get("/console/pipeline.json", headers={"Accept": "application/json"})
-        assert response.status == 200
-        view = await response.json()
-        assert view["worker"] == "http://127.0.0.1:9/metrics"
-        assert view["worker_error"]
-        assert isinstance(view["lag"], dict)
-        api.session.cookie_jar.clear()
-        signed_out = await api.get("/console/pipeline.json", allow_redirects=False)
-        assert signed_out.status == 303
+METRICS = """worker_images_total{outcome="done"} 3.0
+worker_inflight_jobs 2.0
+worker_stage_seconds_sum{stage="compress"} 0.3
+worker_stage_seconds_count{stage="compress"} 3.0
+"""
+
+
+async def test_the_pipeline_feed_sums_the_workers_that_answer_and_names_one_that_does_not(
+    settings,
+):
+    async def serve_metrics(_request: web.Request) -> web.Response:
+        return web.Response(text=METRICS)
+
+    metrics = web.Application()
+    metrics.router.add_get("/metrics", serve_metrics)
+    worker = TestServer(metrics, host="127.0.0.1")
+    await worker.start_server()
+    answering_at = f"http://127.0.0.1:{worker.port}/metrics"
+    addresses = f"127.0.0.1:{worker.port},127.0.0.1:9"  # the second: nothing listens there
+    try:
+        async with access_api(settings, console_worker_metrics=addresses) as api:
+            await sign_in(api, ADMIN_KEY)
+            page = await api.get("/console/pipeline")
+            assert page.status == 200
+            assert_secured(page)
+            assert '<script src="/console/static/console.js">' in await page.text()
+            response = await api.get(
+                "/console/pipeline.json", headers={"Accept": "application/json"}
+            )
+            assert response.status == 200
+            view = await response.json()
+            api.session.cookie_jar.clear()
+            signed_out = await api.get("/console/pipeline.json", allow_redirects=False)
+            assert signed_out.status == 303
+    finally:
+        await worker.close()
+    answering, silent = view["workers"]
+    assert answering == {
+        "address": answering_at,
+        "images_total": 3.0,
+        "jobs_in_flight": 2.0,
+        "pool_rebuilds": 0.0,
+    }
+    assert silent["address"] == "http://127.0.0.1:9/metrics"
+    assert "ClientConnectorError" in silent["error"]
+    assert (view["images_total"], view["jobs_in_flight"]) == (3.0, 2.0)
+    assert view["stage_mean_ms"] == {"compress": 100.0}
+    assert isinstance(view["lag"], dict)  # Kafka's answer, whatever the workers say

@@ -15,21 +15,24 @@ from server.handlers import products
 from server.keys import PRODUCT_READS
 from server.local_cache import LocalCache
 from server.product_reads import ProductReads
+from server.version_floors import VersionFloors
 
 BODY = b'{"product_id":"7"}'
 Client = Callable[[web.Application], Awaitable[TestClient]]
 
 
 class FakeRedis(ProductCache):
-    """Answers `get` from a dict and counts the calls; nothing else may be used."""
+    """Answers `get_versioned` from a dict (every value at version 1) and counts the calls;
+    nothing else may be used."""
 
     def __init__(self, stored: dict[int, bytes]) -> None:
         self.stored = stored
         self.gets = 0
 
-    async def get(self, product_id: int) -> bytes | Lookup:
+    async def get_versioned(self, product_id: int) -> tuple[int, bytes] | Lookup:
         self.gets += 1
-        return self.stored.get(product_id, Lookup.MISS)
+        body = self.stored.get(product_id)
+        return Lookup.MISS if body is None else (1, body)
 
 
 def serving(reads: ProductReads) -> web.Application:
@@ -47,6 +50,7 @@ def reads_over(redis: FakeRedis) -> tuple[ProductReads, LocalCache]:
         load_settings({}, dotenv=None),
         redis,
         local,
+        VersionFloors(),
     )
     return reads, local
 

@@ -6,7 +6,7 @@ import pytest
 
 from server.app import create_app
 from server.console import pages, templates
-from server.console.pipeline import summarize
+from server.console.pipeline import images_rate, parse_metrics, summarize
 from server.errors import ApiError
 
 
@@ -93,10 +93,11 @@ def test_an_empty_search_finds_everything_newest_first():
     assert (search.user_id, search.name_contains, search.status) == (None, None, None)
 
 
-def test_the_pipeline_summary_of_a_workers_metrics():
+def test_the_pipeline_summary_of_two_workers_metrics():
     text = """# TYPE worker_images_total counter
-worker_images_total{outcome="ready"} 5.0
+worker_images_total{outcome="done"} 5.0
 worker_images_total{outcome="failed"} 1.0
+worker_images_total{outcome="failed_transient"} 7.0
 # TYPE worker_inflight_jobs gauge
 worker_inflight_jobs 2.0
 # TYPE worker_pool_rebuilds_total counter
@@ -108,12 +109,30 @@ worker_stage_seconds_count{stage="download"} 4.0
 worker_stage_seconds_sum{stage="idle"} 0.0
 worker_stage_seconds_count{stage="idle"} 0.0
 """
-    assert summarize(text) == {
-        "images_total": 6.0,
-        "jobs_in_flight": 2.0,
+    other = """worker_images_total{outcome="done"} 4.0
+worker_inflight_jobs 1.0
+worker_stage_seconds_sum{stage="download"} 1.0
+worker_stage_seconds_count{stage="download"} 1.0
+worker_stage_seconds_sum{stage="upload"} 0.03
+worker_stage_seconds_count{stage="upload"} 3.0
+"""
+    assert parse_metrics(text).images_total == 6.0  # the transient failures are retried
+    assert summarize([parse_metrics(text), parse_metrics(other)]) == {
+        "images_total": 10.0,
+        "jobs_in_flight": 3.0,
         "pool_rebuilds": 1.0,
-        "stage_mean_ms": {"download": 50.0},
+        # 1.2 s over 5 downloads, not the mean of the two workers' means
+        "stage_mean_ms": {"download": 240.0, "upload": 10.0},
     }
+    assert summarize([])["images_total"] == 0
+
+
+def test_the_image_rate_is_given_only_between_comparable_refreshes():
+    assert images_rate((10.0, {"a": 5, "b": 1}), (12.0, {"a": 9, "b": 3})) == 3.0
+    assert images_rate((10.0, {"a": 5}), (12.0, {"a": 9, "b": 3})) is None  # b started answering
+    assert images_rate((10.0, {"a": 5, "b": 1}), (12.0, {"a": 9})) is None  # b stopped
+    assert images_rate((10.0, {"a": 5}), (12.0, {"a": 2})) is None  # a restarted
+    assert images_rate((10.0, {}), (12.0, {})) is None  # nobody answered
 
 
 @pytest.mark.parametrize(("scheme", "secure"), [("http", False), ("https", True)])

@@ -53,15 +53,19 @@
   const table = document.querySelector("[data-testid=lag]");
   if (!table) return;
   const cell = (id) => document.querySelector(`[data-testid=${id}]`);
+  // Rows of a header cell and value cells, every value as text (never as HTML).
   const rows = (body, entries) => {
     body.replaceChildren(
-      ...entries.map(([name, value]) => {
+      ...entries.map(([name, ...values]) => {
         const row = document.createElement("tr");
         const th = document.createElement("th");
-        const td = document.createElement("td");
         th.textContent = name;
-        td.textContent = String(value);
-        row.append(th, td);
+        row.append(th);
+        for (const value of values) {
+          const td = document.createElement("td");
+          td.textContent = String(value ?? "");
+          row.append(td);
+        }
         return row;
       }),
     );
@@ -75,8 +79,12 @@
       });
       if (response.ok) {
         const view = await response.json();
-        cell("worker").textContent = view.worker;
-        cell("worker-error").textContent = view.worker_error || "";
+        rows(
+          cell("workers"),
+          view.workers.map((w) => [
+            w.address, w.jobs_in_flight, w.images_total, w.pool_rebuilds, w.error,
+          ]),
+        );
         cell("jobs-in-flight").textContent = view.jobs_in_flight ?? "?";
         cell("images-total").textContent = view.images_total ?? "?";
         cell("images-per-s").textContent = view.images_per_s ?? "…";
