@@ -32,6 +32,8 @@ P99_TARGET = 3.0  # p99 / p50 under load, at most
 # Server CPU µs per request against bench/floor_server.py's, at most (wrk, interleaved rounds).
 HOT_LOCAL_TARGET = 1.3  # cache hit from the API process's own memory
 HOT_REDIS_TARGET = 2.0  # cache hit from Redis (LOCAL_CACHE_MAX_ITEMS=0)
+# The in-process hit with live event streams open, against the same API without: at most.
+EVENTS_TARGET = 1.05
 # (key in hot_path.json, label, target or None) in the order of the hot-path table.
 HOT_PATHS: list[tuple[str, str, float | None]] = [
     ("floor", "floor: bare aiohttp + uvloop, fixed body", None),
@@ -39,6 +41,7 @@ HOT_PATHS: list[tuple[str, str, float | None]] = [
     ("redis_hit", "API, Redis-tier hit (`LOCAL_CACHE_MAX_ITEMS=0`)", HOT_REDIS_TARGET),
     ("miss", "API, miss (PostgreSQL)", None),
     ("asyncpg", "floor + one bare asyncpg fetch of the row", None),
+    ("events_hit", "API, in-process-tier hit, live event streams open", None),
 ]
 
 
@@ -356,7 +359,11 @@ def hot_path_section(data: dict[str, Any] | None) -> list[str]:
         " `LOCAL_CACHE_MAX_ITEMS=0` reading ids no cache holds (of"
         f" {data.get('miss_rows', '?')} copies of a product's row, none read twice in a run, their"
         " Redis keys deleted after each run: every request a Redis miss, a PostgreSQL read and a"
-        f" fill, checked by counting the fills), in a database of their own. `wrk -t{data.get('threads', 1)}"
+        " fill, checked by counting the fills), in a database of their own; and a fourth API"
+        " like the first with"
+        f" {(scenarios.get('events_hit') or {}).get('event_streams', '?')} live event streams"
+        " (`GET /products/{id}/events`) held open on the products it serves, for the events"
+        f" feature's cost on the cached read. `wrk -t{data.get('threads', 1)}"
         f" -c{data.get('connections', '?')}`, {data.get('rounds', '?')} interleaved rounds of"
         f" {data.get('duration_s', '?')} s per path (order alternating) after an unmeasured"
         f" {data.get('warmup_s', '?')} s warm-up. Server CPU per request is the process's user +"
@@ -553,6 +560,14 @@ def targets_section(
             f"≤ {HOT_REDIS_TARGET}×",
             (hot.get("redis_hit") or {}).get("over_floor_cpu"),
             HOT_REDIS_TARGET,
+            True,
+            "×",
+        ),
+        (
+            "In-process hit with live event streams open vs without, server CPU µs/request",
+            f"≤ {EVENTS_TARGET}×",
+            (hot.get("events_hit") or {}).get("over_local_hit_cpu"),
+            EVENTS_TARGET,
             True,
             "×",
         ),

@@ -15,7 +15,10 @@ loop, to another), on the same database (one of its own: DATABASE) and Redis db:
   after each run (outside the measured region). Every request is a real miss, Redis GET, PostgreSQL,
   render, SET NX: checked per run by counting the keys its fills left (one per answered request)
   and by X-Cache: MISS before;
-- ``asyncpg``: the floor server's bare asyncpg fetch of the same rows (``/products/{id}/row``).
+- ``asyncpg``: the floor server's bare asyncpg fetch of the same rows (``/products/{id}/row``);
+- ``events_hit``: a fourth API like ``local_hit`` with EVENT_STREAMS live event streams
+  (``GET /products/{id}/events``) open on the products being read, for the whole run: the events
+  feature's cost on the cached read, as the median per-round ratio to ``local_hit``.
 
 Rounds interleave, their order alternating from one round to the next, after a discarded warm-up
 run of each; the ratios to the floor are medians of the per-round ratios. Then a py-spy profile of
@@ -58,6 +61,7 @@ import redis
 
 from bench.api_process import ApiClient, bench_env, fresh_database, running_api
 from bench.conftest import QUICK, ROOT, free_port, write_result
+from bench.event_streams import open_event_streams
 from bench.proc_cpu import cpu_seconds
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
 from catalogue.cache import product_key  # the key the API caches a product under
@@ -77,6 +81,7 @@ PROFILE_RATE_HZ = 200
 PROFILE_TOP = 15
 TRUNK_SHARE = 0.95  # a frame in this share of the samples is the loop's trunk, not a hot spot
 PRODUCTS = 100
+EVENT_STREAMS = 16
 MISS_ROWS_MIN = 10_000  # copies of a seeded row for the miss path; more if a round could need them
 REDIS_DB = 10  # the other benchmarks use 11-14, the integration tests 15
 # A database of its own, made and emptied here: the miss path's thousands of rows stay out of the
@@ -94,7 +99,10 @@ SCENARIOS: list[tuple[str, str, float | None]] = [
     ("redis_hit", "API, Redis-tier hit (LOCAL_CACHE_MAX_ITEMS=0)", 2.0),
     ("miss", "API, miss (PostgreSQL)", None),
     ("asyncpg", "floor + one bare asyncpg fetch of the row", None),
+    ("events_hit", f"API, in-process-tier hit, {EVENT_STREAMS} live event streams open", None),
 ]
+# Events add no measurable cost to the cached read: at most this many times local_hit's CPU.
+EVENTS_TARGET = 1.05
 
 pytestmark = pytest.mark.skipif(
     wrk_path() is None,
@@ -107,6 +115,7 @@ class Servers:
     local: ApiClient
     redis: ApiClient
     miss: ApiClient
+    events: ApiClient
     floor_url: str
     pids: dict[str, int]  # scenario key -> the pid whose CPU it reads
     plan: CpuPlan
@@ -269,6 +278,7 @@ def _recover(servers: Servers) -> None:
     time.sleep(1.5)
     servers.local.warm(servers.local.product_ids)
     servers.redis.warm(servers.redis.product_ids)
+    servers.events.warm(servers.events.product_ids)
     _forget(servers.miss, servers.miss_ids)
 
 
@@ -300,12 +310,16 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
         local, local_process = stack.enter_context(running_api(local_env, command_prefix=prefix))
         redis_api, redis_process = stack.enter_context(running_api(env(0), command_prefix=prefix))
         miss, miss_process = stack.enter_context(running_api(env(0), command_prefix=prefix))
+        events, events_process = stack.enter_context(running_api(local_env, command_prefix=prefix))
         local.seed(PRODUCTS, name="hotpath", price=lambda i: 10 + i % 40)
-        for client in (redis_api, miss):
+        for client in (redis_api, miss, events):
             client.user_id, client.product_ids = local.user_id, list(local.product_ids)
         local.warm(local.product_ids)
         redis_api.warm(redis_api.product_ids)
+        events.warm(events.product_ids)
+        stack.enter_context(open_event_streams(events.port, events.product_ids[:EVENT_STREAMS]))
         bodies = [_checked(local, i, {"HIT"}) for i in local.product_ids]
+        _checked(events, events.product_ids[0], {"HIT"})
         body_bytes = round(statistics.median(len(body) for body in bodies))
 
         miss_ids = _copy_rows(local_env["POSTGRES_URL"], local.product_ids[0], MISS_ROWS_MIN)
@@ -328,6 +342,7 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
             "redis_hit": redis_process.pid,
             "miss": miss_process.pid,
             "asyncpg": floor_process.pid,
+            "events_hit": events_process.pid,
         }
         if plan.pinned:  # taskset exec'd the interpreters: the pids are the servers' own
             for pid in set(pids.values()):
@@ -336,6 +351,7 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
             local,
             redis_api,
             miss,
+            events,
             floor_url,
             pids,
             plan,
@@ -518,6 +534,8 @@ def test_hot_path(servers: Servers) -> None:
             return redis_api.url, ["get", *hit_ids]
         if key == "miss":
             return miss.url, ["get", *map(str, miss_ids)]
+        if key == "events_hit":
+            return servers.events.url, ["get", *hit_ids]
         return servers.floor_url, ["get", *(f"{i}/row" for i in miss_ids)]
 
     miss_shares: list[float] = []
@@ -622,6 +640,11 @@ def test_hot_path(servers: Servers) -> None:
     summaries["miss"]["over_asyncpg_cpu"] = statistics.median(miss_over_asyncpg)
     summaries["miss"]["over_asyncpg_cpu_rounds"] = miss_over_asyncpg
     summaries["miss"]["miss_share"] = min(miss_shares)
+    events_over_local = over("events_hit", "local_hit")
+    summaries["events_hit"]["over_local_hit_cpu"] = statistics.median(events_over_local)
+    summaries["events_hit"]["over_local_hit_cpu_rounds"] = events_over_local
+    summaries["events_hit"]["target_over_local_hit_cpu"] = EVENTS_TARGET
+    summaries["events_hit"]["event_streams"] = EVENT_STREAMS
 
     profile = _profile(servers, hit_ids)
     workers = _workers(servers, hit_ids)
@@ -657,6 +680,10 @@ def test_hot_path(servers: Servers) -> None:
             f"  (rounds: {' '.join(f'{r:.2f}' for r in row['over_floor_cpu_rounds'])})"
         )
     print(f"miss / bare asyncpg: {summaries['miss']['over_asyncpg_cpu']:.2f}× CPU per request")
+    print(
+        f"with {EVENT_STREAMS} event streams / without:"
+        f" {summaries['events_hit']['over_local_hit_cpu']:.2f}× CPU per request"
+    )
     for entry in profile.get("self", [])[:10]:
         print(f"  self {entry['share']:6.1%}  {entry['function']}")
     if "error" in profile:
