@@ -214,7 +214,10 @@ async def test_a_failed_attempt_is_retried_and_then_delivered(api, hook_settings
     flaky = await receiver(receivers, statuses=[500, 503, 204])
     hook = await register(api, headers, flaky.url, events=["product.created"])
 
-    with dispatcher(hook_settings):
+    # Room for more attempts than the three the receiver needs: on a loaded machine an attempt
+    # can time out (WEBHOOK_TIMEOUT_SECONDS) before it reaches the receiver, and such a miss
+    # must not use up the schedule (CI saw one).
+    with dispatcher(hook_settings.replace(webhook_retry_schedule=(0.3,) * 5)):
         await create(api, headers)
 
         async def delivered() -> list[dict[str, Any]] | None:
@@ -223,8 +226,12 @@ async def test_a_failed_attempt_is_retried_and_then_delivered(api, hook_settings
 
         (delivery,) = await wait_for(delivered, timeout_s=DEADLINE_S)
 
-    assert [a["status_code"] for a in delivery["attempts"]] == [500, 503, 204]
-    assert [a["error"] for a in delivery["attempts"]] == ["HTTP 500", "HTTP 503", None]
+    *failed, last = delivery["attempts"]
+    assert (last["status_code"], last["error"]) == (204, None)
+    # Normally [500, 503]; an attempt that timed out on a loaded machine says so instead.
+    assert [a["status_code"] for a in failed if a["status_code"]] in ([500, 503], [500], [503])
+    assert all(a["error"] for a in failed)
+    assert len(flaky.received) == 3  # the receiver's three answers, nothing after the 204
     # Each attempt signed anew (its own timestamp), the message id the same.
     assert len({h["webhook-id"] for h, _ in flaky.received}) == 1
     assert len(flaky.events(hook["secret"])) == 3
