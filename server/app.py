@@ -48,7 +48,7 @@ from server.keys import (
 )
 from server.local_cache import POSTGRES, REDIS, LocalCache
 from server.metrics import ApiMetrics
-from server.middleware import RequestObserver
+from server.middleware import UNROUTED_PATH, RequestObserver, unrouted
 from server.openapi import openapi_json
 from server.product_changes import ProductChanges
 from server.product_events import ProductEvents
@@ -207,9 +207,10 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings) -> web.Application:
     keys_on = settings.auth_mode == "api_key"
     metrics = ApiMetrics()
-    # One middleware, with the access check inside it when keys are on (server/middleware.py).
+    # Around every route, with the access check inside it when keys are on; no aiohttp
+    # middleware at all (server/middleware.py says why).
     observer = RequestObserver(metrics, checks_access=keys_on)
-    app = web.Application(middlewares=[observer], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OBSERVER] = observer
@@ -233,9 +234,13 @@ def create_app(settings: Settings) -> web.Application:
     # What each route needs from its caller (server/access.py); unlisted routes are open.
     route_access = app[ROUTE_ACCESS] = {}
 
-    def route(method: str, path: str, handler: Handler, needs: Access) -> None:
-        app.router.add_route(method, path, handler)
-        route_access[handler] = needs
+    def route(
+        method: str, path: str, handler: Handler, needs: Access = Access.OPEN, **options: Any
+    ) -> None:
+        observed = observer.observing(handler)
+        app.router.add_route(method, path, observed, **options)
+        if needs is not Access.OPEN:
+            route_access[observed] = needs
 
     route("POST", "/users", users.create_user, Access.SIGNUP)
     if keys_on:
@@ -257,11 +262,14 @@ def create_app(settings: Settings) -> web.Application:
     route("GET", "/webhooks", webhooks.list_webhooks, Access.KEY)
     route("DELETE", "/webhooks/{webhook_id}", webhooks.delete_webhook, Access.KEY)
     route("GET", "/webhooks/{webhook_id}/deliveries", webhooks.list_deliveries, Access.KEY)
-    app.router.add_get("/images/{key:.+}", images.get_image)
-    app.router.add_get("/healthz", health.healthz, allow_head=False)
-    app.router.add_get("/readyz", health.readyz, allow_head=False)
-    app.router.add_get("/metrics", health.metrics, allow_head=False)
-    app.router.add_get("/openapi.json", openapi_json(settings), allow_head=False)
+    route("GET", "/images/{key:.+}", images.get_image)
+    route("HEAD", "/images/{key:.+}", images.get_image)
+    route("GET", "/healthz", health.healthz)
+    route("GET", "/readyz", health.readyz)
+    route("GET", "/metrics", health.metrics)
+    route("GET", "/openapi.json", openapi_json(settings))
     if keys_on:  # the operator console signs in with an admin key (server/console/)
-        add_console(app)
+        add_console(app, route)
+    # Last: whatever no route above takes, answered 404 or 405 by the observer like any error.
+    route("*", UNROUTED_PATH, unrouted)
     return app

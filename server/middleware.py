@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -81,27 +82,55 @@ def _request_id(request: web.Request) -> str:
     return _request_ids.next()
 
 
+# Matches every path: the resource of the API's last route (`unrouted`), and its canonical form.
+UNROUTED_PATH, UNROUTED_CANONICAL = "/{unrouted_path:.*}", "/{unrouted_path}"
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    """A request no route takes: 405 naming the methods the path has routes for, 404 if none
+    (aiohttp's own answers, raised inside the observer so that they come in the JSON error
+    shape, logged and counted as route "unmatched")."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical != UNROUTED_CANONICAL:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
 def _route_name(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.http_exception is None else None
-    return resource.canonical if resource is not None else "unmatched"
+    if resource is None or resource.canonical == UNROUTED_CANONICAL:
+        return "unmatched"
+    return resource.canonical
 
 
 class RequestObserver:
-    """The one middleware: request id, metrics, the access log and the JSON error shape for
-    every request, and with AUTH_MODE=api_key the access check (server/access.py) inside it.
+    """Around every request: request id, metrics, the access log and the JSON error shape, and
+    with AUTH_MODE=api_key the access check (server/access.py) inside it.
 
-    One layer, not two: each middleware costs a request a coroutine and a call through aiohttp's
-    chain, and the access check's hot path (`Gate.admit`) is synchronous, so it runs here
-    without one. The metrics and the gate are bound here at start-up instead of being looked up
-    in the application per request."""
-
-    __middleware_version__ = 1  # aiohttp's new-style middleware
+    Put around each route's handler (`observing`; server/app.py registers every route, and a
+    last one for paths and methods no other route takes, that way), not as aiohttp middleware:
+    an application with middleware pays, on every request, aiohttp's chain and the wrapper it
+    adds to track the current application, ~7 µs per request on this machine (a bare aiohttp
+    app answering a fixed body: 62 µs of CPU per request with one pass-through middleware,
+    55 µs with the same pass-through around the handler). One layer, not two: the access
+    check's hot path (`Gate.admit`) is synchronous, so it runs here without a coroutine of its
+    own. The metrics and the gate are bound here at start-up instead of being looked up in the
+    application per request."""
 
     def __init__(self, metrics: ApiMetrics, *, checks_access: bool) -> None:
         self.metrics = metrics
         self.checks_access = checks_access
         self.gate: Gate | None = None  # set at start-up (server/app.py) when checks_access
+
+    def observing(self, handler: Handler) -> Handler:
+        """`handler` with this observer around it, for a route: a partial, so a request runs
+        one coroutine for both (a wrapping coroutine would be a second)."""
+        return functools.update_wrapper(functools.partial(self.__call__, handler=handler), handler)
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()

@@ -7,12 +7,13 @@ not by bearer keys, and its HTML is not part of /openapi.json.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from server.access import Handler
 from server.console import pages
 from server.console.pipeline import PipelineView
 from server.console.sessions import Sessions
@@ -29,14 +30,14 @@ async def console_sessions(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def add_console(app: web.Application) -> None:
-    """The console's routes and its sessions' context (after Redis's, before the heap freeze)."""
+def add_console(app: web.Application, add: Callable[[str, str, Handler], None]) -> None:
+    """The console's routes, each through `add` (the API's route registration), and its
+    sessions' context (after Redis's, before the heap freeze)."""
     app.cleanup_ctx.insert(len(app.cleanup_ctx) - 1, console_sessions)
     base = urlsplit(app[SETTINGS].image_public_base_url)
     image_origin = f"{base.scheme}://{base.netloc}"
     signed_out = pages.console_page(image_origin, signed_in=False)
     signed_in = pages.console_page(image_origin, signed_in=True)
-    add = app.router.add_route
     add("GET", "/console", signed_out(pages.home))
     add("GET", "/console/sign-in", signed_out(pages.sign_in_form))
     add("POST", "/console/sign-in", signed_out(pages.sign_in))
