@@ -14,6 +14,7 @@ import functools
 import http.client
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -101,6 +102,12 @@ def bench_env(
         "AUTH_MODE": auth_mode,
         **(extra or {}),
     }
+
+
+def admin_key() -> str:
+    """A fresh admin key for ADMIN_API_KEYS (never shaped like a user key, `catk_…`)."""
+    key = secrets.token_urlsafe(32)
+    return key if not key.startswith("catk_") else admin_key()
 
 
 def bearer(api_key: str | None) -> dict[str, str]:
@@ -195,8 +202,10 @@ class ApiClient:
 
 @contextlib.contextmanager
 def running_api(
-    env: dict[str, str], *, command_prefix: Sequence[str] = ()
+    env: dict[str, str], *, command_prefix: Sequence[str] = (), log_path: str | None = None
 ) -> Iterator[tuple[ApiClient, subprocess.Popen[bytes]]]:
+    """run_api.py, one process, until the block ends; its output (the log) to `log_path` when
+    given, as a deployment writes it to a file or a collector's pipe, else to this process's."""
     # Retries ride out a Redis restart (the integration tests stop it on purpose).
     cache = redis.Redis.from_url(
         env["REDIS_URL"],
@@ -205,6 +214,7 @@ def running_api(
     )
     cache.flushdb()
     port = free_port()
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115  # closed below
     process = subprocess.Popen(
         [
             *command_prefix,
@@ -219,7 +229,11 @@ def running_api(
         ],
         cwd=ROOT,
         env=env,
+        stdout=log,
+        stderr=log,
     )
+    if log is not None:
+        log.close()  # the child holds its own descriptor
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         wait_until_answering(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from bench.api_process import ApiClient, bearer, bench_env, running_api
+from bench.api_process import ApiClient, admin_key, bearer, bench_env, running_api
 from bench.conftest import QUICK, write_result
 from bench.proc_cpu import cpu_seconds
 from bench.wrk import CpuPlan, cpu_plan, run_wrk, summary_of_rounds, wrk_path
@@ -60,11 +59,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _admin_key() -> str:
-    key = secrets.token_urlsafe(32)
-    return key if not key.startswith("catk_") else _admin_key()
-
-
 @dataclass
 class Apis:
     off: ApiClient
@@ -82,7 +76,7 @@ class Apis:
 @pytest.fixture(scope="module")
 def apis(stack_env, tmp_path_factory) -> Iterator[Apis]:
     images = str(tmp_path_factory.mktemp("images"))
-    admin = _admin_key()
+    admin = admin_key()
     off_env = bench_env(stack_env, redis_db=REDIS_DB, images_dir=images, auth_mode="off")
     key_env = bench_env(
         stack_env,

@@ -6,17 +6,22 @@ Servers, one process each, all pinned to the same CPU (wrk, one thread, 32 conne
 loop, to another), on the same database (one of its own: DATABASE) and Redis db:
 
 - ``floor``: bench/floor_server.py's fixed JSON body, of the size of a real cached product;
-- ``local_hit``: the API (AUTH_MODE=off, the open contract, as the throughput benchmark),
-  100 warmed products, answered from its in-process tier;
-- ``redis_hit``: a second API with LOCAL_CACHE_MAX_ITEMS=0, the same products answered from Redis
+- ``deployed_hit``: the API as deployed by default, every feature on: AUTH_MODE=api_key, each
+  GET sending a user's key (read limit RATE_LIMIT_READS=1000000/s, never reached: every GET must
+  answer 200), the access log at LOG_LEVEL=info written to a file; 100 warmed products of that
+  user, answered from its in-process tier: what the in-process-hit target is measured on;
+- ``local_hit``: the API with AUTH_MODE=off and LOG_LEVEL=warning (the access layer and the
+  access log off, as the other APIs here), 100 warmed products, from its in-process tier: the
+  framework-level cost alone, and the base of ``events_hit``;
+- ``redis_hit``: an API like ``local_hit`` with LOCAL_CACHE_MAX_ITEMS=0, the same products answered from Redis
   (X-Cache: HIT checked before and after);
-- ``miss``: a third API, LOCAL_CACHE_MAX_ITEMS=0, reading ids no cache holds: thousands of copies of
+- ``miss``: another, LOCAL_CACHE_MAX_ITEMS=0, reading ids no cache holds: thousands of copies of
   a seeded row, each round's ids taken in order and never twice in a round, their Redis keys deleted
   after each run (outside the measured region). Every request is a real miss, Redis GET, PostgreSQL,
   render, SET NX: checked per run by counting the keys its fills left (one per answered request)
   and by X-Cache: MISS before;
 - ``asyncpg``: the floor server's bare asyncpg fetch of the same rows (``/products/{id}/row``);
-- ``events_hit``: a fourth API like ``local_hit`` with EVENT_STREAMS live event streams
+- ``events_hit``: another like ``local_hit`` with EVENT_STREAMS live event streams
   (``GET /products/{id}/events``) open on the products being read, for the whole run: the events
   feature's cost on the cached read, as the median per-round ratio to ``local_hit``.
 
@@ -59,7 +64,14 @@ import asyncpg
 import pytest
 import redis
 
-from bench.api_process import ApiClient, bench_env, fresh_database, running_api
+from bench.api_process import (
+    ApiClient,
+    admin_key,
+    bearer,
+    bench_env,
+    fresh_database,
+    running_api,
+)
 from bench.conftest import QUICK, ROOT, free_port, write_result
 from bench.event_streams import open_event_streams
 from bench.proc_cpu import cpu_seconds
@@ -92,11 +104,13 @@ START_TIMEOUT_S = 30.0
 MAX_DISCARDED = ROUNDS  # rounds run again (see test_hot_path) before the benchmark gives up
 DEFAULTS = Settings()
 
+READ_LIMIT = "1000000/s"  # deployed_hit's: never reached (~50 times what one process serves)
 # (key, label, target: at most this many times the floor's CPU per request, or None)
 SCENARIOS: list[tuple[str, str, float | None]] = [
     ("floor", "floor: bare aiohttp + uvloop, fixed body", None),
-    ("local_hit", "API, in-process-tier hit", 1.3),
-    ("redis_hit", "API, Redis-tier hit (LOCAL_CACHE_MAX_ITEMS=0)", 2.0),
+    ("deployed_hit", "API as deployed, in-process-tier hit: key checked, access log on", 1.3),
+    ("local_hit", "API, in-process-tier hit, AUTH_MODE=off, access log off", None),
+    ("redis_hit", "API, Redis-tier hit (LOCAL_CACHE_MAX_ITEMS=0), AUTH_MODE=off, no log", 2.0),
     ("miss", "API, miss (PostgreSQL)", None),
     ("asyncpg", "floor + one bare asyncpg fetch of the row", None),
     ("events_hit", f"API, in-process-tier hit, {EVENT_STREAMS} live event streams open", None),
@@ -112,6 +126,7 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass
 class Servers:
+    deployed: ApiClient
     local: ApiClient
     redis: ApiClient
     miss: ApiClient
@@ -276,6 +291,7 @@ def _recover(servers: Servers) -> None:
         assert time.monotonic() < deadline, "Redis down for 60 s"
         time.sleep(0.5)
     time.sleep(1.5)
+    servers.deployed.warm(servers.deployed.product_ids)
     servers.local.warm(servers.local.product_ids)
     servers.redis.warm(servers.redis.product_ids)
     servers.events.warm(servers.events.product_ids)
@@ -304,14 +320,45 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
         )
 
     local_env = env(DEFAULTS.local_cache_max_items)
+    admin = admin_key()
+    deployed_env = bench_env(
+        stack_env,
+        redis_db=REDIS_DB,
+        images_dir=images,
+        auth_mode="api_key",
+        extra={
+            "POSTGRES_URL": database,
+            "ADMIN_API_KEYS": admin,
+            "RATE_LIMIT_READS": READ_LIMIT,
+            "LOG_LEVEL": "info",
+            # The product's defaults, whatever the caller's shell says.
+            "LOCAL_CACHE_MAX_ITEMS": str(DEFAULTS.local_cache_max_items),
+            "USER_SIGNUP": DEFAULTS.user_signup,
+            "PRODUCT_READS": DEFAULTS.product_reads,
+            "LOG_FORMAT": DEFAULTS.log_format,
+        },
+    )
     plan = cpu_plan()
     prefix = plan.prefix(plan.server)
+    access_log = str(tmp_path_factory.mktemp("logs") / "deployed_hit.log")
     with contextlib.ExitStack() as stack:
+        deployed, deployed_process = stack.enter_context(
+            running_api(deployed_env, command_prefix=prefix, log_path=access_log)
+        )
         local, local_process = stack.enter_context(running_api(local_env, command_prefix=prefix))
         redis_api, redis_process = stack.enter_context(running_api(env(0), command_prefix=prefix))
         miss, miss_process = stack.enter_context(running_api(env(0), command_prefix=prefix))
         events, events_process = stack.enter_context(running_api(local_env, command_prefix=prefix))
         local.seed(PRODUCTS, name="hotpath", price=lambda i: 10 + i % 40)
+        # Its own user's products (the same size), read with that user's key.
+        deployed.seed_key = admin
+        deployed.seed(PRODUCTS, name="hotpath", price=lambda i: 10 + i % 40)
+        assert deployed.api_key is not None, "POST /users answered no key"
+        deployed.warm(deployed.product_ids)
+        # The access log is on: the warm-up's GETs are in it, by the user's key id, never the key.
+        log_text = Path(access_log).read_text()
+        assert '"event":"http.request"' in log_text, log_text[-2000:]
+        assert deployed.api_key not in log_text
         for client in (redis_api, miss, events):
             client.user_id, client.product_ids = local.user_id, list(local.product_ids)
         local.warm(local.product_ids)
@@ -338,6 +385,7 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
 
         pids = {
             "floor": floor_process.pid,
+            "deployed_hit": deployed_process.pid,
             "local_hit": local_process.pid,
             "redis_hit": redis_process.pid,
             "miss": miss_process.pid,
@@ -348,6 +396,7 @@ def servers(stack_env, tmp_path_factory) -> Iterator[Servers]:
             for pid in set(pids.values()):
                 assert os.sched_getaffinity(pid) == {plan.server}, pid
         yield Servers(
+            deployed,
             local,
             redis_api,
             miss,
@@ -369,8 +418,10 @@ def _measured(
     duration_s: int,
     connections: int,
     cpu_prefix: list[str],
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One wrk run and the CPU time `pids` spent over it, per request."""
+    """One wrk run (`headers` with every request) and the CPU time `pids` spent over it, per
+    request."""
     before = sum(cpu_seconds(pid) for pid in pids)
     result = run_wrk(
         url,
@@ -378,6 +429,7 @@ def _measured(
         duration_s=duration_s,
         connections=connections,
         cpu_prefix=cpu_prefix,
+        headers=headers,
     )
     cpu_s = sum(cpu_seconds(pid) for pid in pids) - before
     result["cpu_us_per_request"] = cpu_s / max(1, result["requests"]) * 1e6
@@ -462,16 +514,16 @@ def _py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def _profile(servers: Servers, ids: list[str]) -> dict[str, Any]:
-    """py-spy on the in-process-hit API under the rounds' load (a run of its own, unmeasured:
-    sampling stops the process at each sample)."""
+def _profile(servers: Servers) -> dict[str, Any]:
+    """py-spy on the API as deployed (the in-process-hit target's) under the rounds' load (a run
+    of its own, unmeasured: sampling stops the process at each sample)."""
     spy = _py_spy()
     info: dict[str, Any] = {
         "tool": "py-spy",
         "rate_hz": PROFILE_RATE_HZ,
         "duration_s": PROFILE_S,
         "connections": CONNECTIONS,
-        "scenario": "local_hit",
+        "scenario": "deployed_hit",
     }
     if spy is None:
         return {**info, "error": "py-spy is not installed (requirements-dev.txt)"}
@@ -484,7 +536,7 @@ def _profile(servers: Servers, ids: list[str]) -> dict[str, Any]:
                 spy,
                 "record",
                 "--pid",
-                str(servers.pids["local_hit"]),
+                str(servers.pids["deployed_hit"]),
                 "--rate",
                 str(PROFILE_RATE_HZ),
                 "--duration",
@@ -501,12 +553,14 @@ def _profile(servers: Servers, ids: list[str]) -> dict[str, Any]:
             text=True,
         )
         time.sleep(0.3)  # attached before the load starts
+        deployed = servers.deployed
         load = run_wrk(
-            servers.local.url,
-            ["get", *ids],
+            deployed.url,
+            ["get", *map(str, deployed.product_ids)],
             duration_s=PROFILE_S + 1,
             connections=CONNECTIONS,
             cpu_prefix=servers.plan.prefix(servers.plan.client),
+            headers=bearer(deployed.api_key),
         )
         try:
             output, _ = process.communicate(timeout=30)
@@ -525,24 +579,29 @@ def test_hot_path(servers: Servers) -> None:
     miss_ids = servers.miss_ids
     local, redis_api, miss = servers.local, servers.redis, servers.miss
 
-    def scenario_args(key: str) -> tuple[str, list[str]]:
+    deployed = servers.deployed
+    deployed_ids = [str(i) for i in deployed.product_ids]
+
+    def scenario_args(key: str) -> tuple[str, list[str], dict[str, str]]:
         if key == "floor":
-            return servers.floor_url, ["get", *hit_ids]
+            return servers.floor_url, ["get", *hit_ids], {}
+        if key == "deployed_hit":
+            return deployed.url, ["get", *deployed_ids], bearer(deployed.api_key)
         if key == "local_hit":
-            return local.url, ["get", *hit_ids]
+            return local.url, ["get", *hit_ids], {}
         if key == "redis_hit":
-            return redis_api.url, ["get", *hit_ids]
+            return redis_api.url, ["get", *hit_ids], {}
         if key == "miss":
-            return miss.url, ["get", *map(str, miss_ids)]
+            return miss.url, ["get", *map(str, miss_ids)], {}
         if key == "events_hit":
-            return servers.events.url, ["get", *hit_ids]
-        return servers.floor_url, ["get", *(f"{i}/row" for i in miss_ids)]
+            return servers.events.url, ["get", *hit_ids], {}
+        return servers.floor_url, ["get", *(f"{i}/row" for i in miss_ids)], {}
 
     miss_shares: list[float] = []
 
     def run(key: str, duration_s: int) -> tuple[dict[str, Any], str | None]:
         """One measured run, and what makes it unfit to keep (None: nothing)."""
-        url, args = scenario_args(key)
+        url, args, headers = scenario_args(key)
         before = _redis_state(miss) if key == "redis_hit" else None
         result = _measured(
             url,
@@ -551,6 +610,7 @@ def test_hot_path(servers: Servers) -> None:
             duration_s=duration_s,
             connections=CONNECTIONS,
             cpu_prefix=cpu_prefix,
+            headers=headers,
         )
         requests = result["requests"]
         if key == "redis_hit":
@@ -615,6 +675,8 @@ def test_hot_path(servers: Servers) -> None:
         _recover(servers)
 
     # After: the hits still hits, a miss still a miss.
+    for product_id in deployed.product_ids[:: PRODUCTS // 10]:
+        _checked(deployed, product_id, {"HIT"})
     for product_id in local.product_ids[:: PRODUCTS // 10]:
         _checked(local, product_id, {"HIT"})
         _checked(redis_api, product_id, {"HIT"})
@@ -646,7 +708,7 @@ def test_hot_path(servers: Servers) -> None:
     summaries["events_hit"]["target_over_local_hit_cpu"] = EVENTS_TARGET
     summaries["events_hit"]["event_streams"] = EVENT_STREAMS
 
-    profile = _profile(servers, hit_ids)
+    profile = _profile(servers)
     workers = _workers(servers, hit_ids)
 
     path = write_result(

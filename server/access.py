@@ -1,7 +1,7 @@
 """Who may call what, and how often: the bearer key check and the rate limits of every request.
 
-Each route declares what it needs (`Access`); the observing middleware (server/middleware.py)
-asks the `Gate` inside its own try (so refusals are logged and counted like any answer, and a
+Each route declares what it needs (`Access`); the request observer (server/middleware.py), which
+goes around the route's handler and knows that need, asks the `Gate` inside its own try (so refusals are logged and counted like any answer, and a
 request pays no middleware layer of its own for access): the gate authenticates the caller,
 spends the caller's budget, and the RateLimit header fields go on whatever the handler answers,
 errors included. With AUTH_MODE=off nothing here runs: the open contract exactly, for a gateway
@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.hdrs import AUTHORIZATION
 
 from config import Settings
 from config.rates import Rate
@@ -27,7 +28,6 @@ from server.rate_limits import RateLimiter, Verdict
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
-_BEARER = len("Bearer ")
 
 
 class Access(enum.Enum):
@@ -60,11 +60,9 @@ class Gate:
         settings: Settings,
         authenticator: Authenticator,
         limiter: RateLimiter,
-        routes: dict[Handler, Access],
     ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
-        self.routes = routes
         self.public_reads = settings.product_reads == "public"
         self.open_signup = settings.user_signup == "open"
         self.reads = settings.rate_limit_reads
@@ -97,20 +95,20 @@ class Gate:
             return caller.reads_bucket, self.reads
         return caller.writes_bucket, self.writes
 
-    def admit(self, request: web.Request) -> dict[str, str] | None:
-        """The hot path, synchronous: OPEN_ROUTE for a route that checks nothing; for a user
+    def admit(self, request: web.Request, needs: Access) -> dict[str, str] | None:
+        """The hot path, synchronous, for a route that `needs` so much: OPEN_ROUTE for a route
+        that checks nothing; for a user
         key this process verified within the last second and a budget with tokens leased, the
         caller set on the request and its RateLimit fields (a hash-free constant-time compare,
         a few dict lookups, one clock read); None for anything else, which `access` decides
         in full (no key, an admin key, a key to load or refuse, a lease to refill, sign-up)."""
-        needs = self.routes.get(request.match_info.handler, Access.OPEN)
         if needs is Access.OPEN:
             return OPEN_ROUTE
-        header = request.headers.get("Authorization")
-        if header is None or needs is Access.SIGNUP or not header.startswith("Bearer "):
+        header = request.headers.get(AUTHORIZATION)
+        if header is None or needs is Access.SIGNUP:
             return None
         now = time.monotonic()
-        caller = self.authenticator.recent(header[_BEARER:], now)
+        caller = self.authenticator.recent_bearer(header, now)
         if caller is None:
             return None
         if request.method in _READ_METHODS:
@@ -147,32 +145,30 @@ async def _authenticate(gate: Gate, request: web.Request, token: str) -> Caller 
 OPEN_ROUTE: dict[str, str] = {}
 
 
-async def access(gate: Gate, request: web.Request, handler: Handler) -> web.StreamResponse:
+async def access(
+    gate: Gate, request: web.Request, handler: Handler, needs: Access
+) -> web.StreamResponse:
     """The access check of a request `Gate.admit` did not admit: the caller decided in full
     (`_checked`), then the handler, with its budget's RateLimit fields on the answer."""
-    needs = gate.routes.get(request.match_info.handler, Access.OPEN)
-    decided = await _checked(gate, needs, request.headers.get("Authorization"), request)
+    decided = await _checked(gate, needs, request.headers.get(AUTHORIZATION), request)
     if isinstance(decided, web.StreamResponse):  # refused
         return decided
     if decided is None:  # an admin: no budget
         return await handler(request)
-    return await answer_with_fields(request, handler, decided)
-
-
-async def answer_with_fields(
-    request: web.Request, handler: Handler, fields: dict[str, str]
-) -> web.StreamResponse:
-    """The handler's answer with `fields` (the RateLimit fields) on it, errors included."""
     try:
         response = await handler(request)
     except ApiError as error:
-        # A refusal by another budget (the image quota) keeps its own fields.
-        for name, value in fields.items():
-            error.headers.setdefault(name, value)
+        with_fields(error, decided)
         raise
-    if fields:
-        response.headers.update(fields)
+    response.headers.update(decided)
     return response
+
+
+def with_fields(error: ApiError, fields: dict[str, str]) -> None:
+    """`fields` (the RateLimit fields) on an error a handler raised; a refusal by another
+    budget (the image quota) keeps its own."""
+    for name, value in fields.items():
+        error.headers.setdefault(name, value)
 
 
 async def _checked(

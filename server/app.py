@@ -41,7 +41,6 @@ from server.keys import (
     PRODUCT_READS,
     PRODUCT_WRITES,
     RELAY,
-    ROUTE_ACCESS,
     SETTINGS,
     VERSION_FLOORS,
     WEBHOOKS,
@@ -147,7 +146,7 @@ async def access_control(app: web.Application) -> AsyncIterator[None]:
 
         authenticator = Authenticator(load_key, settings.admin_keys)
         limiter = RateLimiter(app[CACHE].client, share=settings.api_workers)
-        gate = app[GATE] = Gate(settings, authenticator, limiter, app[ROUTE_ACCESS])
+        gate = app[GATE] = Gate(settings, authenticator, limiter)
         app[OBSERVER].gate = gate
         app[PRODUCT_CHANGES].on_user_deleted = authenticator.forget_user
     app[ACCOUNTS] = Accounts(pool, settings, authenticator)
@@ -231,16 +230,12 @@ def create_app(settings: Settings) -> web.Application:
             frozen_startup_heap,
         ]
     )
-    # What each route needs from its caller (server/access.py); unlisted routes are open.
-    route_access = app[ROUTE_ACCESS] = {}
 
     def route(
         method: str, path: str, handler: Handler, needs: Access = Access.OPEN, **options: Any
     ) -> None:
-        observed = observer.observing(handler)
-        app.router.add_route(method, path, observed, **options)
-        if needs is not Access.OPEN:
-            route_access[observed] = needs
+        """A route, observed, with what it needs from its caller (server/access.py)."""
+        app.router.add_route(method, path, observer.observing(handler, needs), **options)
 
     route("POST", "/users", users.create_user, Access.SIGNUP)
     if keys_on:

@@ -21,7 +21,7 @@ from server.webhook_registry import WebhookRegistry
 
 if TYPE_CHECKING:
     # For the type only: importing the relay loads aiokafka, which no request handler needs.
-    from server.access import Access, Gate, Handler
+    from server.access import Gate
     from server.accounts import Accounts
     from server.middleware import RequestObserver
     from server.relay import OutboxRelay
@@ -38,7 +38,6 @@ PRODUCT_WRITES = web.AppKey("product_writes", ProductWrites)
 PRODUCT_CHANGES = web.AppKey("product_changes", ProductChanges)
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
-ROUTE_ACCESS: web.AppKey[dict[Handler, Access]] = web.AppKey("route_access")
 REQUEST_ID = web.RequestKey("request_id", str)
 # None until the access check names one (and always with AUTH_MODE=off).
 CALLER: web.RequestKey[Caller | None] = web.RequestKey("caller")

@@ -9,19 +9,21 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
 from multidict import istr
 
 from catalogue import spans, tracing
-from server.access import Gate, access, answer_with_fields
+from config.logging import event_writer
+from server.access import Access, Gate, Handler, access, with_fields
 from server.errors import ApiError, error_response
 from server.keys import CALLER, REQUEST_ID
 from server.metrics import ApiMetrics
 
 log = logging.getLogger("server.access")
+# The access log's line, built without a LogRecord where it can be (config/logging.py).
+_access_line = event_writer(log, "http.request")
 
 # What a dead, restarting or overloaded PostgreSQL raises: the pool's acquire timeout, a refused or
 # broken connection, a statement cancelled by statement_timeout, or too many clients. A pooled
@@ -38,7 +40,6 @@ DATABASE_UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,
 )
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_MAX = 128
 _X_REQUEST_ID = istr("X-Request-ID")
 _X_CACHE = istr("X-Cache")
@@ -127,12 +128,16 @@ class RequestObserver:
         self.checks_access = checks_access
         self.gate: Gate | None = None  # set at start-up (server/app.py) when checks_access
 
-    def observing(self, handler: Handler) -> Handler:
-        """`handler` with this observer around it, for a route: a partial, so a request runs
-        one coroutine for both (a wrapping coroutine would be a second)."""
-        return functools.update_wrapper(functools.partial(self.__call__, handler=handler), handler)
+    def observing(self, handler: Handler, needs: Access = Access.OPEN) -> Handler:
+        """`handler` with this observer around it, for a route that `needs` so much of its
+        caller: a partial, so a request runs one coroutine for both (a wrapping coroutine would
+        be a second), and knows its route's need without looking it up."""
+        observed = functools.partial(self.__call__, handler=handler, needs=needs)
+        return functools.update_wrapper(observed, handler)
 
-    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def __call__(
+        self, request: web.Request, handler: Handler, needs: Access = Access.OPEN
+    ) -> web.StreamResponse:
         started = time.perf_counter()
         # A write starts the trace of the work it queues (or continues the client's); a read
         # joins one only when the client sent a traceparent: the cached GET draws no ids.
@@ -155,16 +160,22 @@ class RequestObserver:
             # key costs (~0.5 µs through the request's Mapping.get).
             request[CALLER] = None
             gate = self.gate
+            fields = None  # the RateLimit fields the hot path admitted the request with
             try:
                 if gate is None:
                     if self.checks_access:  # fail closed: never serve unchecked with keys on
                         raise RuntimeError("the access check is not set up (start-up incomplete)")
                     response = await handler(request)
-                elif (fields := gate.admit(request)) is None:
-                    response = await access(gate, request, handler)
+                elif (fields := gate.admit(request, needs)) is None:
+                    response = await access(gate, request, handler, needs)
                 else:
-                    response = await answer_with_fields(request, handler, fields)
+                    # Admitted here, without a coroutine for the access check.
+                    response = await handler(request)
+                    if fields:  # not an open route's
+                        response.headers.update(fields)
             except Exception as exc:
+                if fields and isinstance(exc, ApiError):
+                    with_fields(exc, fields)
                 # An answer for every failure, in the JSON error shape (the success path pays
                 # nothing for this: no coroutine of its own).
                 response = _error_answer(exc, request, request_id)
@@ -178,9 +189,8 @@ class RequestObserver:
                 # Who sent it, by public ids only (never a key or anything derived from one):
                 # the gate's caller, None on open routes and with AUTH_MODE=off.
                 caller = request[CALLER]
-                log.info(
-                    "http.request",
-                    extra={
+                _access_line(
+                    {
                         "method": request.method,
                         "path": loggable_path(request.path),
                         "route": route,
@@ -191,7 +201,7 @@ class RequestObserver:
                         "cache": cache,
                         "user_id": caller.user_id if caller is not None else None,
                         "key_id": caller.key_id if caller is not None else None,
-                    },
+                    }
                 )
             if step is not None:
                 note(**{"http.response.status_code": response.status})

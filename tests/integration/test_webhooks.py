@@ -199,7 +199,7 @@ async def test_an_endpoint_receives_each_of_its_users_events_once_signed(
     for delivery in listed:
         assert delivery["state"] == "delivered"
         assert delivery["next_attempt_at"] is None
-        assert len(delivery["attempts"]) == 1, delivery
+        assert len(delivery["attempts"]) == 1, json.dumps(delivery)
         (attempt,) = delivery["attempts"]
         assert attempt["status_code"] == 204
         assert attempt["error"] is None

@@ -13,7 +13,7 @@ import pytest
 
 from server import auth
 from server.api_keys import issue_key
-from server.auth import KEY_CACHE_TTL_S, Authenticator, InvalidToken
+from server.auth import KEY_CACHE_TTL_S, Authenticator, Caller, InvalidToken
 
 ADMIN_KEYS = ("adm-first-Qk2Lr7Vb4Np8Zt6Wc1Hs5Jd3Fg0Ym", "adm-second-p8Zt6Wc1Hs5Jd3Fg0YmQk2Lr7Vb4N")
 
@@ -182,18 +182,26 @@ async def test_a_remembered_key_id_with_any_other_secret_is_refused(clock, table
     assert table.loads == 1
 
 
+def recent(authenticator: Authenticator, token: str, now: float) -> Caller | None:
+    """The hot path's answer to a request sending `token` as its bearer key."""
+    return authenticator.recent_bearer(f"Bearer {token}", now)
+
+
 async def test_the_hot_path_knows_a_repeated_key_and_refuses_any_other_secret(clock, table):
     token = table.add(7)
     authenticator = Authenticator(table.load, ())
     loaded = await authenticator.caller(token)
     now = clock.now
     # The first recent() hashes the secret; the repeats compare the whole token with it.
-    assert [authenticator.recent(token, now) for _ in range(3)] == [loaded] * 3
-    assert authenticator.recent("".join(token), now) is loaded  # an equal string, not the same
+    assert [recent(authenticator, token, now) for _ in range(3)] == [loaded] * 3
+    assert recent(authenticator, "".join(token), now) is loaded  # an equal string, not the same
     head = token[: -len(token.rsplit("_", 1)[1])]
     for secret in ("A" * 43, token[-43:-1] + "é", token[-43:].swapcase(), token[-43:-1] + "x"):
-        assert authenticator.recent(head + secret, now) is None  # non-ASCII included: no raise
-    assert authenticator.recent(token, now) is loaded  # a refused guess left the key working
+        assert recent(authenticator, head + secret, now) is None  # non-ASCII included: no raise
+    assert recent(authenticator, token, now) is loaded  # a refused guess left the key working
+    # Another spelling of the scheme is the full check's to decide (it accepts any case).
+    assert authenticator.recent_bearer(f"bearer {token}", now) is None
+    assert authenticator.recent_bearer(f"Bearer  {token}"[:-1], now) is None
     assert table.loads == 1
 
 
@@ -202,17 +210,17 @@ async def test_the_hot_path_forgets_a_key_at_its_revocation_and_its_rows_age(clo
     authenticator = Authenticator(table.load, ())
     caller = await authenticator.caller(token)
     assert caller.key_id is not None
-    assert authenticator.recent(token, clock.now) is caller
-    assert authenticator.recent(token, clock.now + KEY_CACHE_TTL_S) is None  # must be reloaded
+    assert recent(authenticator, token, clock.now) is caller
+    assert recent(authenticator, token, clock.now + KEY_CACHE_TTL_S) is None  # must be reloaded
     authenticator.forget(caller.key_id)
-    assert authenticator.recent(token, clock.now) is None
+    assert recent(authenticator, token, clock.now) is None
 
 
 async def test_a_new_secret_for_a_remembered_key_id_is_checked_against_its_hash(clock, table):
     token = table.add(7)
     authenticator = Authenticator(table.load, ())
     await authenticator.caller(token)
-    assert authenticator.recent(token, clock.now) is not None
+    assert recent(authenticator, token, clock.now) is not None
     # The row changes (as a reissued secret would): after the reload, only its hash decides.
     key_id = token.split("_")[1]
     replacement = issue_key()
@@ -220,7 +228,9 @@ async def test_a_new_secret_for_a_remembered_key_id_is_checked_against_its_hash(
     fresh = f"catk_{key_id}_{replacement.token.removeprefix(f'catk_{replacement.key_id}_')}"
     table.rows[key_id]["secret_hash"] = replacement.secret_hash
     clock.now += KEY_CACHE_TTL_S
-    assert authenticator.recent(token, clock.now) is None
+    assert recent(authenticator, token, clock.now) is None
     assert await authenticator.caller(fresh) is not None
-    assert authenticator.recent(fresh, clock.now) is not None
-    assert authenticator.recent(token, clock.now) is None  # the old secret's memo went with its row
+    assert recent(authenticator, fresh, clock.now) is not None
+    assert (
+        recent(authenticator, token, clock.now) is None
+    )  # the old secret's memo went with its row
