@@ -283,9 +283,10 @@ def access_section(data: dict[str, Any] | None) -> list[str]:
         " every GET answered 200), the default write limit and an admin key configured. `wrk`,"
         f" {data.get('connections', '?')} connections, {data.get('rounds', '?')} interleaved"
         f" rounds of {data.get('duration_s', '?')} s per scenario (order alternating) after an"
-        f" unmeasured {data.get('warmup_s', '?')} s warm-up; the same 100 cached products, the"
-        " keyed GETs sending the seeded user's key (`-H 'Authorization: Bearer …'`). Ratios are"
-        " medians of the per-round ratios.",
+        f" unmeasured {data.get('warmup_s', '?')} s warm-up; the same 100 cached products, and"
+        " the same request to both APIs, sending the seeded user's key (`-H 'Authorization:"
+        " Bearer …'`), which AUTH_MODE=off ignores: the ratio is the access layer's cost. Ratios"
+        " are medians of the per-round ratios.",
         "",
         "| scenario | requests/s | per round | p50 (ms) | p99 (ms) | server CPU µs/request |",
         "|---|---:|---|---:|---:|---:|",

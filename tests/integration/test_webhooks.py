@@ -263,7 +263,9 @@ async def test_an_endpoint_failing_a_whole_schedule_is_disabled(api, hook_settin
     assert delivery["state"] == "failed"
     assert delivery["next_attempt_at"] is None
     # The first attempt and one per step of the schedule (two steps here).
-    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500]
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500], json.dumps(
+        delivery["attempts"]
+    )
     assert len(broken.received) == 3
 
 
