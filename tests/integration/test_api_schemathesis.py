@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 import schemathesis
@@ -264,10 +265,20 @@ async def served(request, settings) -> AsyncIterator[tuple[TestServer, bool]]:
         image_quota_per_hour=100_000_000,
         webhook_signing_key=SIGNING_KEY,
     )
-    server = TestServer(create_app(app_settings), host="127.0.0.1")
-    await server.start_server()
-    yield server, keys
-    await server.close()
+    db = await asyncpg.connect(settings.postgres_url)
+    try:
+        started = await db.fetchval("SELECT now()")
+        server = TestServer(create_app(app_settings), host="127.0.0.1")
+        await server.start_server()
+        yield server, keys
+        await server.close()
+        # The endpoints the run registered (on names such as hooks.example.com, see
+        # as_a_client_would) go with it: a webhook dispatcher of a later test would otherwise
+        # deliver the run's events there, resolving names off this machine and holding its
+        # connections, which made those tests' first attempts time out.
+        await db.execute("DELETE FROM webhooks WHERE created_at >= $1", started)
+    finally:
+        await db.close()
 
 
 # Hypothesis warns when a drawn case is too large to show: no failure of the API.
